@@ -1,0 +1,156 @@
+"""Start, check and stop the local AWS emulator (ministack) that this project runs on.
+
+    python scripts/emulator.py start [--port N]   # reuse one already answering, else start ours
+    python scripts/emulator.py stop  [--port N]   # stop only the one we started (recorded PID)
+    python scripts/emulator.py free-port          # print a free TCP port on 127.0.0.1
+
+The emulator runs Lambda handlers in worker processes of its own interpreter, so it is started from
+this project's Python 3.13 environment. Its PID and log live in `.emulator/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE_DIR = ROOT / ".emulator"
+DEFAULT_PORT = int(os.environ.get("EMULATOR_PORT", "4566"))
+HEALTH_DEADLINE_SECONDS = 60
+
+
+def endpoint(port: int) -> str:
+    return f"http://localhost:{port}"
+
+
+def pid_file(port: int) -> Path:
+    return STATE_DIR / f"ministack-{port}.pid"
+
+
+def log_file(port: int) -> Path:
+    return STATE_DIR / f"ministack-{port}.log"
+
+
+def is_healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"{endpoint(port)}/_localstack/health", timeout=1) as response:  # noqa: S310 - http only
+            return response.status == 200 and "services" in json.load(response)
+    except (OSError, ValueError):
+        return False
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def emulator_environment(port: int, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("AWS_ENDPOINT_URL", None)
+    env.update(
+        {
+            "GATEWAY_PORT": str(port),
+            "BIND_HOST": "127.0.0.1",
+            "MINISTACK_REGION": "us-east-1",
+            "LOG_LEVEL": os.environ.get("EMULATOR_LOG_LEVEL", "WARNING"),
+            # Workers import handler code with the emulator's interpreter: keep it this venv's.
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        }
+    )
+    env.update(extra or {})
+    return env
+
+
+def start(port: int, extra_env: dict[str, str] | None = None) -> subprocess.Popen | None:
+    """Start an emulator on `port` and wait until healthy. Returns None when one already answers."""
+    if is_healthy(port):
+        print(f"emulator already answering on {endpoint(port)}: reusing it")
+        return None
+    STATE_DIR.mkdir(exist_ok=True)
+    ministack = Path(sys.executable).parent / "ministack"
+    with log_file(port).open("ab") as log:
+        process = subprocess.Popen(
+            [str(ministack)],
+            cwd=STATE_DIR,
+            env=emulator_environment(port, extra_env),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopping it stops its Lambda workers too
+        )
+    pid_file(port).write_text(str(process.pid))
+    deadline = time.monotonic() + HEALTH_DEADLINE_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pid_file(port).unlink(missing_ok=True)
+            raise RuntimeError(f"emulator exited with {process.returncode}; see {log_file(port)}")
+        if is_healthy(port):
+            print(f"emulator started on {endpoint(port)} (pid {process.pid}, log {log_file(port)})")
+            return process
+        time.sleep(0.1)
+    stop_pid(process.pid)
+    raise TimeoutError(f"emulator not healthy within {HEALTH_DEADLINE_SECONDS}s; see {log_file(port)}")
+
+
+def stop_pid(pid: int, grace_seconds: float = 5.0) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_seconds
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return
+        _reap(pid)
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    _reap(pid)
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def stop(port: int) -> bool:
+    path = pid_file(port)
+    if not path.exists():
+        print(f"no emulator started by this project on port {port}")
+        return False
+    pid = int(path.read_text())
+    stop_pid(pid)
+    path.unlink(missing_ok=True)
+    print(f"emulator (pid {pid}) on port {port} stopped")
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["start", "stop", "status", "free-port"])
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    args = parser.parse_args()
+    if args.command == "start":
+        start(args.port)
+    elif args.command == "stop":
+        stop(args.port)
+    elif args.command == "status":
+        print("healthy" if is_healthy(args.port) else "not answering")
+    else:
+        print(free_port())
+
+
+if __name__ == "__main__":
+    main()

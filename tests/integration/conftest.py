@@ -1,0 +1,61 @@
+"""Integration fixtures: a fresh emulator on a free port, the real template deployed with SAM.
+
+Every emulator started here is stopped by its PID when the session ends, pass or fail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import emulator
+import pytest
+import stack
+
+STACK_NAME = "mock-payment-workflow-stack"
+
+
+@dataclass
+class LocalStack:
+    port: int
+    env: dict[str, str]
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def endpoint(self) -> str:
+        return emulator.endpoint(self.port)
+
+    def client(self, service_name: str, **kwargs: Any) -> Any:
+        return stack.local_client(service_name, self.port, **kwargs)
+
+
+def start_emulator(extra_env: dict[str, str] | None = None) -> tuple[int, Any]:
+    port = emulator.free_port()
+    process = emulator.start(port, extra_env)
+    assert process is not None, f"port {port} was expected to be free"
+    return port, process
+
+
+@pytest.fixture(scope="session")
+def built() -> None:
+    stack.build(stack.local_environment(emulator.DEFAULT_PORT))
+
+
+@pytest.fixture(scope="session")
+def fresh_emulator() -> Iterator[int]:
+    port, process = start_emulator()
+    try:
+        yield port
+    finally:
+        emulator.stop_pid(process.pid)
+        emulator.pid_file(port).unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def local_stack(built: None, fresh_emulator: int) -> LocalStack:
+    env = stack.local_environment(fresh_emulator)
+    stack.deploy(env, STACK_NAME)
+    deployed = LocalStack(port=fresh_emulator, env=env)
+    deployed.outputs = stack.outputs(deployed.client("cloudformation"), STACK_NAME)
+    return deployed

@@ -1,0 +1,117 @@
+"""The mock payment workflow deployed from template.yaml to a fresh emulator, driven with boto3."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import LocalStack
+from tests.support.waiting import finished_execution
+
+pytestmark = pytest.mark.integration
+EVENTS = Path(__file__).resolve().parents[2] / "events" / "payment"
+
+
+def start(local_stack: LocalStack, payload: Any) -> dict[str, Any]:
+    stepfunctions = local_stack.client("stepfunctions")
+    execution_arn = stepfunctions.start_execution(
+        stateMachineArn=local_stack.outputs["PaymentStateMachineArn"], input=json.dumps(payload)
+    )["executionArn"]
+    return finished_execution(stepfunctions, execution_arn)
+
+
+def order(local_stack: LocalStack, order_id: str) -> dict[str, Any] | None:
+    item = local_stack.client("dynamodb").get_item(
+        TableName=local_stack.outputs["OrdersTableName"], Key={"orderId": {"S": order_id}}, ConsistentRead=True
+    )
+    return {key: value["S"] for key, value in item["Item"].items()} if "Item" in item else None
+
+
+def all_orders(local_stack: LocalStack) -> list[dict[str, Any]]:
+    return local_stack.client("dynamodb").scan(TableName=local_stack.outputs["OrdersTableName"])["Items"]
+
+
+def test_seed_input_ends_paid_with_three_timestamps(local_stack: LocalStack) -> None:
+    seed_input = json.loads((EVENTS / "start-execution.json").read_text())
+    assert seed_input == {"orderId": "1234"}
+
+    execution = start(local_stack, seed_input)
+
+    assert execution["status"] == "SUCCEEDED", execution
+    output = json.loads(execution["output"])
+    stored = order(local_stack, "1234")
+    assert stored["status"] == "paid"
+    assert stored["createdAt"] < stored["heldAt"] < stored["paidAt"]
+    assert output["confirmation"] == f"Payment for order 1234 accepted at {stored['paidAt']}."
+    assert output["order"] == {key: stored[key] for key in ("orderId", "status", "createdAt", "heldAt", "paidAt")}
+
+
+def test_duplicate_order_fails_named_and_changes_nothing(local_stack: LocalStack) -> None:
+    first = start(local_stack, {"orderId": "dup-1"})
+    assert first["status"] == "SUCCEEDED"
+    before = order(local_stack, "dup-1")
+
+    second = start(local_stack, {"orderId": "dup-1"})
+
+    assert second["status"] == "FAILED"
+    assert second["error"] == "OrderAlreadyExists"
+    assert "dup-1 already exists" in second["cause"]
+    assert order(local_stack, "dup-1") == before
+
+
+@pytest.mark.parametrize(
+    ("payload", "cause_fragment"),
+    [
+        ({}, "orderId: Field required"),
+        ({"orderId": ""}, "orderId: String should have at least 1 character"),
+        ({"orderId": 1234}, "orderId: Input should be a valid string"),
+        ({"orderId": "x" * 65}, "orderId: String should have at most 64 characters"),
+        ({"orderId": "ok-1", "amount": 10}, "amount: Extra inputs are not permitted"),
+        ("1234", "(body): expected a JSON object, got string"),
+        ([{"orderId": "1234"}], "(body): expected a JSON object, got array"),
+    ],
+)
+def test_invalid_input_fails_named_and_writes_nothing(
+    local_stack: LocalStack, payload: Any, cause_fragment: str
+) -> None:
+    before = all_orders(local_stack)
+
+    execution = start(local_stack, payload)
+
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "InvalidOrderInput"
+    assert cause_fragment in execution["cause"]
+    assert "Traceback" not in execution["cause"]
+    assert all_orders(local_stack) == before
+
+
+def test_unexpected_failure_is_caught_and_marks_the_order_failed(local_stack: LocalStack) -> None:
+    lambda_client = local_stack.client("lambda")
+    function_name = local_stack.outputs["HoldPaymentFunctionArn"]
+    configuration = lambda_client.get_function_configuration(FunctionName=function_name)
+    variables = configuration["Environment"]["Variables"]
+    # A real dependency failure: the hold step is pointed at a table that does not exist.
+    lambda_client.update_function_configuration(
+        FunctionName=function_name, Environment={"Variables": {**variables, "ORDERS_TABLE_NAME": "NoSuchTable"}}
+    )
+    try:
+        execution = start(local_stack, {"orderId": "catch-1"})
+    finally:
+        lambda_client.update_function_configuration(FunctionName=function_name, Environment={"Variables": variables})
+
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "PaymentWorkflowFailed"
+    assert "NoSuchTable" in execution["cause"] or "ResourceNotFound" in execution["cause"]
+    stored = order(local_stack, "catch-1")
+    assert stored["status"] == "failed"
+    assert stored["failureReason"]
+    assert "heldAt" not in stored
+
+    history = local_stack.client("stepfunctions").get_execution_history(
+        executionArn=execution["executionArn"], maxResults=1000
+    )["events"]
+    entered = [e["stateEnteredEventDetails"]["name"] for e in history if e["type"].endswith("StateEntered")]
+    assert entered[-3:] == ["HasOrderToMarkFailed", "MarkOrderFailed", "PaymentFailed"]

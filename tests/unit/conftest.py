@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from tests.support.template import table_definition
+
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_TRACE_DISABLED": "1",
+        "POWERTOOLS_METRICS_NAMESPACE": "UnitTests",
+        "POWERTOOLS_SERVICE_NAME": "unit-tests",
+    }
+)
+os.environ.pop("AWS_ENDPOINT_URL", None)
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    with mock_aws():
+        yield
+
+
+def create_table(logical_id: str, name: str) -> Any:
+    dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
+    table = dynamodb.create_table(TableName=name, **table_definition(logical_id))
+    table.wait_until_exists()
+    return table
+
+
+@pytest.fixture
+def orders_table(aws: None, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("ORDERS_TABLE_NAME", "MockOrders")
+    return create_table("OrdersTable", "MockOrders")
+
+
+@dataclass
+class FakeLambdaContext:
+    function_name: str = "unit-test"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:unit-test"
+    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+
+
+@pytest.fixture
+def lambda_context() -> FakeLambdaContext:
+    return FakeLambdaContext()
