@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 
-
 def wait_until[T](probe: Callable[[], T | None], deadline_seconds: float, what: str, interval: float = 0.2) -> T:
     deadline = time.monotonic() + deadline_seconds
     while True:

@@ -1,0 +1,58 @@
+"""Every bash block of README.md that targets the emulator runs, in order, on a fresh emulator.
+
+The blocks start with `make demo` (README command 1) and end with the cleanup block, so this is also
+the end-to-end test of the first command and of the seed's CLI path (`aws cloudformation package`
+and `deploy`, start-execution, validation, delete-stack).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import emulator
+import pytest
+
+from tests.support.readme import bash_blocks
+from tests.support.template import ROOT
+
+pytestmark = pytest.mark.integration
+BLOCK_DEADLINE_SECONDS = 300
+
+
+def test_only_the_test_command_is_exempt() -> None:
+    skipped = [block.body.strip() for block in bash_blocks() if block.skip_reason]
+    assert skipped == ["make test"]
+
+
+def test_readme_bash_blocks_run_against_a_fresh_emulator(built: None) -> None:
+    port = emulator.free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    env.update({"EMULATOR_PORT": str(port), "SAM_CLI_TELEMETRY": "0"})
+    transcript = []
+    try:
+        for block in bash_blocks():
+            if block.skip_reason:
+                continue
+            result = subprocess.run(
+                ["bash", "-euo", "pipefail", "-c", block.body],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=BLOCK_DEADLINE_SECONDS,
+                check=False,
+            )
+            transcript.append(f"$ {block.body}\n{result.stdout}\n{result.stderr}")
+            assert result.returncode == 0, "\n".join(transcript)
+        demo, explore, remote_invoke, *_ = transcript
+        assert "execution SUCCEEDED" in demo
+        assert "Confirmation: Payment for order 1234 accepted at" in demo
+        assert "status now: paid" in demo
+        assert '"orderId": {\n            "S": "5678"' in explore
+        assert '"Payment for order invoke-1001 accepted at' in remote_invoke
+        assert "emulator (pid" in transcript[-1]
+        assert "stopped" in transcript[-1]
+    finally:
+        emulator.stop(port)
+    assert not emulator.is_healthy(port)
