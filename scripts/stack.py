@@ -9,14 +9,17 @@ Used by `make up`, by the demo and by the integration tests, so all three deploy
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import boto3
 import emulator
+from boto3.dynamodb.types import TypeSerializer
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STACK = "mock-payment-workflow-stack"
@@ -47,12 +50,29 @@ def build(env: dict[str, str]) -> None:
     sam(["build", "--config-env", "local"], env)
 
 
-def deploy(env: dict[str, str], stack_name: str, parameter_overrides: list[str] | None = None) -> None:
+def local_parameter_overrides() -> list[str]:
+    """The `local` environment's overrides from samconfig.toml: the one place they are written."""
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    return config["local"]["deploy"]["parameters"]["parameter_overrides"].split()
+
+
+def deploy(env: dict[str, str], stack_name: str, extra_overrides: list[str] | None = None) -> None:
+    # --parameter-overrides replaces samconfig's list, so pass it whole, plus the emulator's URL
+    # (the API URL output differs there) and whatever the caller adds.
+    overrides = [*local_parameter_overrides(), f"EmulatorEndpoint={env['AWS_ENDPOINT_URL']}", *(extra_overrides or [])]
     args = ["deploy", "--config-env", "local", "--stack-name", stack_name, "--no-progressbar"]
-    if parameter_overrides:
-        # Replaces the local environment's overrides, so callers pass the complete list.
-        args += ["--parameter-overrides", *parameter_overrides]
-    sam(args, env)
+    sam([*args, "--parameter-overrides", *overrides], env)
+
+
+def seed_sample_accounts(port: int, stack_outputs: dict[str, str]) -> int:
+    """Put the sample customers of events/enrollment/sample-accounts.json into the UCP table."""
+    accounts = json.loads((ROOT / "events/enrollment/sample-accounts.json").read_text())
+    dynamodb = local_client("dynamodb", port)
+    serializer = TypeSerializer()
+    for account in accounts:
+        item = {key: serializer.serialize(value) for key, value in account.items()}
+        dynamodb.put_item(TableName=stack_outputs["UcpTableName"], Item=item)
+    return len(accounts)
 
 
 def local_client(service_name: str, port: int, **kwargs: Any) -> Any:
@@ -76,7 +96,10 @@ def up(port: int, stack_name: str) -> dict[str, str]:
     env = local_environment(port)
     build(env)
     deploy(env, stack_name)
-    return outputs(local_client("cloudformation", port), stack_name)
+    found = outputs(local_client("cloudformation", port), stack_name)
+    count = seed_sample_accounts(port, found)
+    print(f"seeded {count} sample UCP accounts (events/enrollment/sample-accounts.json)")
+    return found
 
 
 def main() -> None:

@@ -58,4 +58,5 @@ def local_stack(built: None, fresh_emulator: int) -> LocalStack:
     stack.deploy(env, STACK_NAME)
     deployed = LocalStack(port=fresh_emulator, env=env)
     deployed.outputs = stack.outputs(deployed.client("cloudformation"), STACK_NAME)
+    stack.seed_sample_accounts(fresh_emulator, deployed.outputs)
     return deployed

@@ -50,7 +50,38 @@ class FakeLambdaContext:
     invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:unit-test"
     aws_request_id: str = "00000000-0000-0000-0000-000000000000"
 
+    def get_remaining_time_in_millis(self) -> int:
+        return 25_000
+
 
 @pytest.fixture
 def lambda_context() -> FakeLambdaContext:
     return FakeLambdaContext()
+
+
+@pytest.fixture
+def enrollment_tables(aws: None, monkeypatch: pytest.MonkeyPatch) -> Any:
+    from enrollment.store import Tables
+
+    names = {
+        "OFFERS_TABLE_NAME": ("OffersTable", "Offers"),
+        "UCP_TABLE_NAME": ("UcpTable", "UcpAccounts"),
+        "ACTIONS_TABLE_NAME": ("ActionsTable", "EnrollmentActions"),
+        "AUDIT_TABLE_NAME": ("AuditTable", "EnrollmentAudit"),
+    }
+    created = {}
+    for variable, (logical_id, name) in names.items():
+        monkeypatch.setenv(variable, name)
+        created[logical_id] = create_table(logical_id, name)
+    import json
+    from pathlib import Path
+
+    accounts = json.loads((Path(__file__).resolve().parents[2] / "events/enrollment/sample-accounts.json").read_text())
+    for account in accounts:
+        created["UcpTable"].put_item(Item=account)
+    return Tables(
+        offers=created["OffersTable"],
+        ucp=created["UcpTable"],
+        actions=created["ActionsTable"],
+        audit=created["AuditTable"],
+    )

@@ -75,3 +75,9 @@ def test_parse_rejects_non_objects(value: object, kind: str) -> None:
     with pytest.raises(errors.InvalidInputError) as raised:
         validation.parse(Sample, value)
     assert raised.value.errors == [{"field": "(body)", "message": f"expected a JSON object, got {kind}"}]
+
+
+def test_single_attempt_client_never_retries() -> None:
+    config = aws.client_config(read_timeout=28, total_attempts=1)
+    assert config.retries == {"mode": "standard", "total_max_attempts": 1}
+    assert config.read_timeout == 28

@@ -14,11 +14,14 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-_RETRIES = {"mode": "standard", "max_attempts": 3}
 
-
-def client_config() -> Config:
-    config = Config(retries=_RETRIES, connect_timeout=2, read_timeout=10)
+def client_config(read_timeout: int = 10, total_attempts: int = 3) -> Config:
+    # total_max_attempts counts the first call; botocore's max_attempts would count retries only.
+    config = Config(
+        retries={"mode": "standard", "total_max_attempts": total_attempts},
+        connect_timeout=2,
+        read_timeout=read_timeout,
+    )
     if os.environ.get("AWS_ENDPOINT_URL"):
         # Host-prefixed operations (states:StartSyncExecution) would otherwise call
         # `sync-localhost`, which does not resolve. Only relevant with an endpoint override.
@@ -27,8 +30,10 @@ def client_config() -> Config:
 
 
 @functools.cache
-def client(service_name: str) -> Any:
-    return boto3.client(service_name, config=client_config())
+def client(service_name: str, read_timeout: int = 10, total_attempts: int = 3) -> Any:
+    """A client with the SDK's standard retries. Pass `total_attempts=1` for calls that are not safe
+    to repeat (StartSyncExecution: a read timeout would otherwise start a second execution)."""
+    return boto3.client(service_name, config=client_config(read_timeout, total_attempts))
 
 
 @functools.cache

@@ -1,0 +1,1 @@
+"""Contract enrollment (seed 000): the immediate workflow and its fulfillment path."""

@@ -1,0 +1,105 @@
+"""The contract offer as the public API and the state machine accept it, and what is derived from it.
+
+The draft's action list follows the other team's schema: `{"name": ..., "offset": days, ...other data}`.
+Offset 0 actions run the same day; the others are due at enrollment date + offset days.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from commonlib.clock import isoformat
+
+MAX_OFFSET_DAYS = 3650
+MAX_ACTIONS = 20
+MAX_TERM_MONTHS = 360
+DAYS_PER_PAYMENT_PERIOD = 30
+SECONDS_PER_DAY = 86400
+
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
+ActionName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
+class Action(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: ActionName
+    offset: Annotated[int, Field(ge=0, le=MAX_OFFSET_DAYS)]
+
+
+class ContractDraft(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    List: Annotated[list[Action], Field(min_length=1, max_length=MAX_ACTIONS)]
+
+    @field_validator("List")
+    @classmethod
+    def names_are_unique(cls, actions: list[Action]) -> list[Action]:
+        counts = Counter(action.name for action in actions)
+        duplicates = sorted(name for name, count in counts.items() if count > 1)
+        if duplicates:
+            raise ValueError(f"action names must be unique per contract; repeated: {', '.join(duplicates)}")
+        return actions
+
+
+class ContractInfo(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    product: ShortText
+    monthlyPayment: Annotated[float, Field(gt=0, le=1_000_000)]  # noqa: N815
+    termMonths: Annotated[int, Field(ge=1, le=MAX_TERM_MONTHS)]  # noqa: N815
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "USD"
+
+
+class EnrollmentRequest(BaseModel):
+    """One contract offer: exactly one contract per request."""
+
+    model_config = ConfigDict(extra="forbid")
+    contractId: Identifier  # noqa: N815
+    accountId: Identifier  # noqa: N815
+    contractInfo: ContractInfo  # noqa: N815
+    contractDraft: ContractDraft  # noqa: N815
+    correlationId: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None  # noqa: N815
+
+
+def due_at(enrollment_date: datetime, offset: int, offset_unit_seconds: int = SECONDS_PER_DAY) -> datetime:
+    """Enrollment date + offset days. A day is `offset_unit_seconds` long (compressed locally)."""
+    return enrollment_date + timedelta(seconds=offset * offset_unit_seconds)
+
+
+def split_actions(
+    request: EnrollmentRequest, enrollment_date: datetime, offset_unit_seconds: int = SECONDS_PER_DAY
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(same-day actions, eventual actions); each eventual action carries its due time. Draft order kept
+    for same-day actions; eventual actions sorted by due time."""
+    immediate, eventual = [], []
+    for action in request.contractDraft.List:
+        entry = {
+            "name": action.name,
+            "offset": action.offset,
+            "dueAt": isoformat(due_at(enrollment_date, action.offset, offset_unit_seconds)),
+            "data": action.model_extra or {},
+        }
+        (immediate if action.offset == 0 else eventual).append(entry)
+    eventual.sort(key=lambda entry: (entry["offset"], entry["name"]))
+    return immediate, eventual
+
+
+def payment_schedule(request: EnrollmentRequest, enrollment_date: datetime) -> list[dict[str, Any]]:
+    amount = Decimal(str(request.contractInfo.monthlyPayment)).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    return [
+        {
+            "sequence": number,
+            "amount": str(amount),
+            "currency": request.contractInfo.currency,
+            "dueDate": (enrollment_date + timedelta(days=DAYS_PER_PAYMENT_PERIOD * (number - 1))).date().isoformat(),
+        }
+        for number in range(1, request.contractInfo.termMonths + 1)
+    ]
+
+
+def first_payment_order_id(contract_id: str) -> str:
+    return f"{contract_id}-payment-1"

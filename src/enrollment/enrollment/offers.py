@@ -1,0 +1,348 @@
+"""The steps of the immediate workflow, as plain functions over `Tables` (and a clock).
+
+Each returns its business outcome as data for the state machine's `Choice` states; only the
+unexpected raises (a `DomainError`, after `ClientError`s are mapped in `commonlib.errors`).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from commonlib.clock import Clock, isoformat, utc_now
+from commonlib.errors import ConditionNotMetError, InvalidInputError, aws_errors_as_domain_errors
+from commonlib.validation import parse
+from enrollment import model, store
+from enrollment.store import Tables
+
+LEASE = timedelta(minutes=5)  # longer than an EXPRESS execution may run, so a lost lock frees itself
+
+
+def acquire(
+    tables: Tables,
+    raw_request: Any,
+    execution_id: str,
+    started_at: datetime,
+    offset_unit_seconds: int = model.SECONDS_PER_DAY,
+    clock: Clock = utc_now,
+) -> dict[str, Any]:
+    """Validate the offer and take the one-contract-at-a-time guard.
+
+    Outcomes: `accepted` (with the normalised offer), `invalid` (nothing written) or `conflict`
+    (the contract is in progress or already enrolled; audited)."""
+    try:
+        request = parse(model.EnrollmentRequest, raw_request)
+    except InvalidInputError as invalid:
+        return _rejected("invalid", "InvalidEnrollmentRequest", json.dumps(invalid.errors))
+
+    correlation_id = request.correlationId or execution_id.rsplit(":", 1)[-1]
+    immediate, eventual = model.split_actions(request, started_at, offset_unit_seconds)
+    offer = {
+        "contractId": request.contractId,
+        "accountId": request.accountId,
+        "contractInfo": request.contractInfo.model_dump(),
+        "contractDraft": request.contractDraft.model_dump(),
+        "correlationId": correlation_id,
+        "enrollmentDate": isoformat(started_at),
+        "immediateActions": immediate,
+        "eventualActions": eventual,
+        "payments": model.payment_schedule(request, started_at),
+    }
+    now = clock()
+    item = {
+        "OfferId": request.contractId,
+        "status": store.RECEIVED,
+        "executionId": execution_id,
+        "receivedAt": isoformat(now),
+        "leaseExpiresAt": isoformat(now + LEASE),
+        "offer": _dynamo_safe(offer),
+    }
+    try:
+        with aws_errors_as_domain_errors():
+            tables.offers.put_item(
+                Item=item,
+                ConditionExpression=(
+                    "attribute_not_exists(OfferId) OR #status IN (:failed, :ineligible, :rejected)"
+                    " OR (#status IN (:received, :verified) AND leaseExpiresAt < :now)"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":failed": store.FAILED,
+                    ":ineligible": store.INELIGIBLE,
+                    ":rejected": store.REJECTED,
+                    ":received": store.RECEIVED,
+                    ":verified": store.VERIFIED,
+                    ":now": isoformat(now),
+                },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+    except ConditionNotMetError as taken:
+        existing = store.item_from_condition_failure(taken)
+        if existing.get("executionId") == execution_id:
+            return {"outcome": "accepted", "offer": offer, "rejection": None}  # a retried step
+        enrolled = existing.get("status") == store.ENROLLED
+        error = "ContractAlreadyEnrolled" if enrolled else "ContractInProgress"
+        cause = f"contract {request.contractId} is {'already enrolled' if enrolled else 'being processed'}"
+        with aws_errors_as_domain_errors():
+            store.append_audit(
+                tables,
+                store.audit_entry(request.contractId, "receive-offer", f"rejected: {error}", correlation_id, now),
+            )
+        return _rejected("conflict", error, cause)
+
+    with aws_errors_as_domain_errors():
+        store.append_audit(
+            tables, store.audit_entry(request.contractId, "receive-offer", "received", correlation_id, now)
+        )
+    return {"outcome": "accepted", "offer": offer, "rejection": None}
+
+
+def verify_customer(tables: Tables, offer: dict[str, Any], execution_id: str, clock: Clock = utc_now) -> dict[str, Any]:
+    """Check the account in the UCP. `{"verified": bool, "reason": str | None, "account": {...}}`."""
+    with aws_errors_as_domain_errors():
+        account = tables.ucp.get_item(Key={"accountId": offer["accountId"]}, ConsistentRead=True).get("Item")
+    if account is None:
+        verified, reason = False, "AccountNotFound"
+    elif account.get("status") != "active":
+        verified, reason = False, "AccountInactive"
+    else:
+        verified, reason = True, None
+    status = store.VERIFIED if verified else store.REJECTED
+    _set_status(tables, offer, execution_id, status, reason, clock(), from_statuses=(store.RECEIVED, store.VERIFIED))
+    with aws_errors_as_domain_errors():
+        store.append_audit(
+            tables,
+            store.audit_entry(
+                offer["contractId"],
+                "verify-customer",
+                "verified" if verified else f"rejected: {reason}",
+                offer["correlationId"],
+                clock(),
+            ),
+        )
+    facts = {"status": account.get("status"), "flags": sorted(account.get("flags", []))} if account else {}
+    return {"verified": verified, "reason": reason, "account": facts}
+
+
+def record_outcome(
+    tables: Tables,
+    offer: dict[str, Any],
+    execution_id: str,
+    status: str,
+    step: str,
+    reason: str | None = None,
+    rules_version: str | None = None,
+    clock: Clock = utc_now,
+) -> dict[str, Any]:
+    """Record an end state (`ineligible`, `failed`) on the offer this execution owns, and audit it."""
+    now = clock()
+    try:
+        _set_status(tables, offer, execution_id, status, reason, now, from_statuses=(store.RECEIVED, store.VERIFIED))
+        recorded = True
+    except ConditionNotMetError:
+        recorded = False  # the offer is not (or no longer) this execution's: change nothing
+    outcome = status if not reason else f"{status}: {reason}"
+    with aws_errors_as_domain_errors():
+        store.append_audit(
+            tables, store.audit_entry(offer["contractId"], step, outcome, offer["correlationId"], now, rules_version)
+        )
+    return {"recorded": recorded, "status": status}
+
+
+def commit_enrollment(
+    tables: Tables, offer: dict[str, Any], execution_id: str, eligibility: dict[str, Any], clock: Clock = utc_now
+) -> dict[str, Any]:
+    """One transaction: offer `enrolled`, the UCP's contract entry (status enrolled, payments), one
+    pending item per action, and the audit entries. A replay by the same execution is a no-op."""
+    now = clock()
+    contract_id, correlation_id, rules_version = (
+        offer["contractId"],
+        offer["correlationId"],
+        eligibility["rulesVersion"],
+    )
+    ucp_entry = _dynamo_safe(
+        {
+            "status": store.ENROLLED,
+            "enrolledAt": isoformat(now),
+            "payments": offer["payments"],
+            "correlationId": correlation_id,
+        }
+    )
+    items: list[dict[str, Any]] = [
+        {
+            "Update": {
+                "TableName": tables.offers.name,
+                "Key": {"OfferId": contract_id},
+                "UpdateExpression": "SET #status = :enrolled, enrolledAt = :now, rulesVersion = :rules",
+                "ConditionExpression": "executionId = :execution AND #status = :verified",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {
+                    ":enrolled": store.ENROLLED,
+                    ":verified": store.VERIFIED,
+                    ":now": isoformat(now),
+                    ":rules": rules_version,
+                    ":execution": execution_id,
+                },
+            }
+        },
+        {
+            "Update": {
+                "TableName": tables.ucp.name,
+                "Key": {"accountId": offer["accountId"]},
+                "UpdateExpression": "SET contracts.#contract = :entry, lastEnrollmentAt = :now",
+                "ConditionExpression": "attribute_exists(accountId) AND attribute_not_exists(contracts.#contract)",
+                "ExpressionAttributeNames": {"#contract": contract_id},
+                "ExpressionAttributeValues": {":entry": ucp_entry, ":now": isoformat(now)},
+            }
+        },
+    ]
+    for action in offer["immediateActions"] + offer["eventualActions"]:
+        items.append(
+            {
+                "Put": {
+                    "TableName": tables.actions.name,
+                    "Item": _dynamo_safe(
+                        {
+                            "contractId": contract_id,
+                            "actionName": action["name"],
+                            "offset": action["offset"],
+                            "dueAt": action["dueAt"],
+                            "data": action["data"],
+                            "state": store.ACTION_PENDING,
+                            "correlationId": correlation_id,
+                        }
+                    ),
+                    "ConditionExpression": "attribute_not_exists(actionName) OR #state = :cancelled",
+                    "ExpressionAttributeNames": {"#state": "state"},
+                    "ExpressionAttributeValues": {":cancelled": store.ACTION_CANCELLED},
+                }
+            }
+        )
+    items.append(
+        store.audit_put(
+            tables, store.audit_entry(contract_id, "rules-lab", "eligible", correlation_id, now, rules_version)
+        )
+    )
+    items.append(
+        store.audit_put(
+            tables,
+            store.audit_entry(
+                contract_id, "enroll", "enrolled: UCP updated, payments set", correlation_id, now, rules_version,
+                {"payments": len(offer["payments"]), "actions": len(items) - 2},
+            ),
+        )
+    )  # fmt: skip
+    try:
+        with aws_errors_as_domain_errors():
+            tables.client.transact_write_items(TransactItems=items)
+    except ConditionNotMetError:
+        with aws_errors_as_domain_errors():
+            current = tables.offers.get_item(Key={"OfferId": contract_id}, ConsistentRead=True).get("Item", {})
+        if current.get("executionId") == execution_id and current.get("status") == store.ENROLLED:
+            return {"enrolledAt": current["enrolledAt"], "replayed": True}
+        raise
+    return {"enrolledAt": isoformat(now), "replayed": False}
+
+
+def revert_enrollment(
+    tables: Tables, offer: dict[str, Any], execution_id: str, reason: str, clock: Clock = utc_now
+) -> dict[str, Any]:
+    """Compensation after a failure that followed the commit: undo the UCP entry, cancel the pending
+    actions, mark the offer failed with the reason (which releases the guard), audit it."""
+    now = clock()
+    contract_id = offer["contractId"]
+    items: list[dict[str, Any]] = [
+        {
+            "Update": {
+                "TableName": tables.offers.name,
+                "Key": {"OfferId": contract_id},
+                "UpdateExpression": "SET #status = :failed, failedAt = :now, failureReason = :reason",
+                "ConditionExpression": "executionId = :execution AND #status = :enrolled",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {
+                    ":failed": store.FAILED,
+                    ":enrolled": store.ENROLLED,
+                    ":now": isoformat(now),
+                    ":reason": reason[:1000],
+                    ":execution": execution_id,
+                },
+            }
+        },
+        {
+            "Update": {
+                "TableName": tables.ucp.name,
+                "Key": {"accountId": offer["accountId"]},
+                "UpdateExpression": "REMOVE contracts.#contract",
+                "ExpressionAttributeNames": {"#contract": contract_id},
+            }
+        },
+    ]
+    for action in offer["immediateActions"] + offer["eventualActions"]:
+        items.append(
+            {
+                "Update": {
+                    "TableName": tables.actions.name,
+                    "Key": {"contractId": contract_id, "actionName": action["name"]},
+                    "UpdateExpression": "SET #state = :cancelled, cancelledAt = :now",
+                    "ConditionExpression": "#state IN (:pending, :scheduled)",
+                    "ExpressionAttributeNames": {"#state": "state"},
+                    "ExpressionAttributeValues": {
+                        ":cancelled": store.ACTION_CANCELLED,
+                        ":pending": store.ACTION_PENDING,
+                        ":scheduled": store.ACTION_SCHEDULED,
+                        ":now": isoformat(now),
+                    },
+                }
+            }
+        )
+    items.append(
+        store.audit_put(
+            tables, store.audit_entry(contract_id, "revert", f"failed: {reason[:500]}", offer["correlationId"], now)
+        )
+    )
+    try:
+        with aws_errors_as_domain_errors():
+            tables.client.transact_write_items(TransactItems=items)
+    except ConditionNotMetError:
+        return {"reverted": False}
+    return {"reverted": True}
+
+
+def _set_status(
+    tables: Tables,
+    offer: dict[str, Any],
+    execution_id: str,
+    status: str,
+    reason: str | None,
+    now: datetime,
+    from_statuses: tuple[str, ...],
+) -> None:
+    names = {"#status": "status"}
+    values: dict[str, Any] = {":status": status, ":now": isoformat(now), ":execution": execution_id}
+    allowed = []
+    for index, source in enumerate((*from_statuses, status)):
+        values[f":from{index}"] = source
+        allowed.append(f":from{index}")
+    update = "SET #status = :status, updatedAt = :now"
+    if reason:
+        update += ", statusReason = :reason"
+        values[":reason"] = reason[:1000]
+    with aws_errors_as_domain_errors():
+        tables.offers.update_item(
+            Key={"OfferId": offer["contractId"]},
+            UpdateExpression=update,
+            ConditionExpression=f"executionId = :execution AND #status IN ({', '.join(allowed)})",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+
+def _rejected(outcome: str, error: str, cause: str) -> dict[str, Any]:
+    return {"outcome": outcome, "offer": None, "rejection": {"error": error, "cause": cause}}
+
+
+def _dynamo_safe(value: Any) -> Any:
+    """DynamoDB takes Decimal, not float."""
+    return json.loads(json.dumps(value), parse_float=Decimal)

@@ -1,0 +1,52 @@
+"""Publish an enrollment to the one stream the eventual workflow consumes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from commonlib.clock import Clock, isoformat, utc_now
+from commonlib.errors import aws_errors_as_domain_errors
+from enrollment import store
+from enrollment.store import Tables
+
+RECORD_TYPE = "ContractEnrolled"
+RECORD_VERSION = 1
+
+
+def stream_record(offer: dict[str, Any], published_at: str) -> dict[str, Any]:
+    return {
+        "type": RECORD_TYPE,
+        "version": RECORD_VERSION,
+        "contractId": offer["contractId"],
+        "accountId": offer["accountId"],
+        "enrollmentDate": offer["enrollmentDate"],
+        "correlationId": offer["correlationId"],
+        "eventualActions": offer["eventualActions"],
+        "publishedAt": published_at,
+    }
+
+
+def publish(
+    kinesis: Any, stream_name: str, tables: Tables, offer: dict[str, Any], clock: Clock = utc_now
+) -> dict[str, Any]:
+    now = clock()
+    record = stream_record(offer, isoformat(now))
+    with aws_errors_as_domain_errors():
+        response = kinesis.put_record(
+            StreamName=stream_name,
+            PartitionKey=offer["contractId"],
+            Data=json.dumps(record, separators=(",", ":")).encode(),
+        )
+        store.append_audit(
+            tables,
+            store.audit_entry(
+                offer["contractId"],
+                "publish",
+                f"published {len(offer['eventualActions'])} eventual actions",
+                offer["correlationId"],
+                now,
+                details={"sequenceNumber": response["SequenceNumber"]},
+            ),
+        )
+    return {"shardId": response["ShardId"], "sequenceNumber": response["SequenceNumber"]}

@@ -1,0 +1,128 @@
+"""Data access of the enrollment: the `Offers`, UCP, actions and audit tables.
+
+Every state change is a conditional write (or one transaction of them) owned by the Step Functions
+execution that accepted the offer, so a retried step replays harmlessly and any other caller is
+refused. The audit table is append-only: entries are only ever put with `attribute_not_exists`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer
+
+from commonlib import aws
+from commonlib.clock import isoformat
+
+RECEIVED, VERIFIED, REJECTED, INELIGIBLE, ENROLLED, FAILED = (
+    "received",
+    "verified",
+    "rejected",
+    "ineligible",
+    "enrolled",
+    "failed",
+)
+IN_PROGRESS = (RECEIVED, VERIFIED)
+RETRYABLE = (FAILED, INELIGIBLE, REJECTED)
+ACTION_PENDING, ACTION_SCHEDULED, ACTION_FULFILLED, ACTION_FAILED, ACTION_CANCELLED = (
+    "pending",
+    "scheduled",
+    "fulfilled",
+    "failed",
+    "cancelled",
+)
+
+
+@dataclass(frozen=True)
+class Tables:
+    offers: Any
+    ucp: Any
+    actions: Any
+    audit: Any
+
+    @property
+    def client(self) -> Any:
+        # The resource's client serialises plain Python values, also inside transactions.
+        return self.offers.meta.client
+
+    @classmethod
+    def from_environment(cls) -> Tables:
+        return cls(
+            offers=aws.dynamodb_table(os.environ["OFFERS_TABLE_NAME"]),
+            ucp=aws.dynamodb_table(os.environ.get("UCP_TABLE_NAME", "-")),
+            actions=aws.dynamodb_table(os.environ.get("ACTIONS_TABLE_NAME", "-")),
+            audit=aws.dynamodb_table(os.environ["AUDIT_TABLE_NAME"]),
+        )
+
+
+def audit_entry(
+    contract_id: str,
+    step: str,
+    outcome: str,
+    correlation_id: str,
+    at: datetime,
+    rules_version: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    timestamp = isoformat(at)
+    entry = {
+        "contractId": contract_id,
+        # Sorts by time; the random suffix keeps two entries of one millisecond apart.
+        "entryId": f"{timestamp}#{step}#{secrets.token_hex(4)}",
+        "at": timestamp,
+        "step": step,
+        "outcome": outcome,
+        "correlationId": correlation_id,
+    }
+    if rules_version:
+        entry["rulesVersion"] = rules_version
+    if details:
+        entry["details"] = details
+    return entry
+
+
+def append_audit(tables: Tables, entry: dict[str, Any]) -> None:
+    tables.audit.put_item(Item=entry, ConditionExpression="attribute_not_exists(entryId)")
+
+
+def audit_put(tables: Tables, entry: dict[str, Any]) -> dict[str, Any]:
+    """The same append, as one item of a transaction."""
+    return {
+        "Put": {
+            "TableName": tables.audit.name,
+            "Item": entry,
+            "ConditionExpression": "attribute_not_exists(entryId)",
+        }
+    }
+
+
+def item_from_condition_failure(error: BaseException) -> dict[str, Any]:
+    """The old item a failed condition returned (`ReturnValuesOnConditionCheckFailure=ALL_OLD`)."""
+    cause = error.__cause__ if error.__cause__ is not None else error
+    response = getattr(cause, "response", {}) or {}
+    raw = response.get("Item") or {}
+    deserializer = TypeDeserializer()
+    return {key: deserializer.deserialize(value) if _is_low_level(value) else value for key, value in raw.items()}
+
+
+def _is_low_level(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and next(iter(value)) in {
+        "S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS"
+    }  # fmt: skip
+
+
+def audit_trail(tables: Tables, contract_id: str) -> list[dict[str, Any]]:
+    from boto3.dynamodb.conditions import Key
+
+    items: list[dict[str, Any]] = []
+    query = {"KeyConditionExpression": Key("contractId").eq(contract_id), "ConsistentRead": True}
+    while True:
+        page = tables.audit.query(**query)
+        items += page["Items"]
+        if "LastEvaluatedKey" not in page:
+            return items
+        query["ExclusiveStartKey"] = page["LastEvaluatedKey"]

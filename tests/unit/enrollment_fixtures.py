@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+EVENTS = Path(__file__).resolve().parents[2] / "events" / "enrollment"
+STARTED = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
+EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:EnrollmentStateMachine:run-1"
+OTHER_EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:EnrollmentStateMachine:run-2"
+
+
+def seed_offer(**changes: Any) -> dict[str, Any]:
+    offer = json.loads((EVENTS / "input.json").read_text())
+    offer.update(copy.deepcopy(changes))
+    return offer
+
+
+class FixedClock:
+    def __init__(self, moment: datetime = STARTED) -> None:
+        self.moment = moment
+
+    def __call__(self) -> datetime:
+        return self.moment

@@ -1,0 +1,216 @@
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from boto3.dynamodb.conditions import Key
+
+from commonlib.errors import ConditionNotMetError
+from enrollment import offers, rules, store
+from enrollment.store import Tables
+from tests.unit.enrollment_fixtures import EXECUTION, OTHER_EXECUTION, STARTED, FixedClock, seed_offer
+
+
+def accepted(tables: Tables, execution: str = EXECUTION, **changes: Any) -> dict[str, Any]:
+    result = offers.acquire(tables, seed_offer(**changes), execution, STARTED, clock=FixedClock())
+    assert result["outcome"] == "accepted", result
+    return result["offer"]
+
+
+def eligibility(offer: dict[str, Any], account: dict[str, Any]) -> dict[str, Any]:
+    return rules.evaluate(rules.facts(offer["contractInfo"], offer["contractDraft"], account), rules.load_rules())
+
+
+def enrolled(tables: Tables, execution: str = EXECUTION) -> dict[str, Any]:
+    offer = accepted(tables, execution)
+    verified = offers.verify_customer(tables, offer, execution)
+    offers.commit_enrollment(tables, offer, execution, eligibility(offer, verified["account"]))
+    return offer
+
+
+def offer_item(tables: Tables, contract_id: str = "C-1001") -> dict[str, Any] | None:
+    return tables.offers.get_item(Key={"OfferId": contract_id}, ConsistentRead=True).get("Item")
+
+
+def audit_outcomes(tables: Tables, contract_id: str = "C-1001") -> list[str]:
+    items = tables.audit.query(KeyConditionExpression=Key("contractId").eq(contract_id))["Items"]
+    return [f"{item['step']}={item['outcome']}" for item in items]
+
+
+def everything(tables: Tables) -> dict[str, list]:
+    return {name: getattr(tables, name).scan()["Items"] for name in ("offers", "actions", "audit")} | {
+        "ucp": tables.ucp.scan()["Items"]
+    }
+
+
+def test_accept_normalises_the_offer_and_takes_the_guard(enrollment_tables: Tables) -> None:
+    offer = accepted(enrollment_tables)
+
+    assert offer["enrollmentDate"] == "2026-01-31T12:00:00.000Z"
+    assert [a["name"] for a in offer["immediateActions"]] == ["action2"]
+    assert [a["name"] for a in offer["eventualActions"]] == ["action100", "action1", "rateChange"]
+    assert len(offer["payments"]) == 12
+    assert offer["correlationId"] == "run-1"
+    item = offer_item(enrollment_tables)
+    assert item["status"] == "received"
+    assert item["executionId"] == EXECUTION
+    assert audit_outcomes(enrollment_tables) == ["receive-offer=received"]
+
+
+def test_invalid_offer_writes_nothing(enrollment_tables: Tables) -> None:
+    before = everything(enrollment_tables)
+    result = offers.acquire(enrollment_tables, seed_offer(contractId="", contractDraft={}), EXECUTION, STARTED)
+
+    assert result["outcome"] == "invalid"
+    assert result["rejection"]["error"] == "InvalidEnrollmentRequest"
+    assert sorted(e["field"] for e in json.loads(result["rejection"]["cause"])) == ["contractDraft.List", "contractId"]
+    assert everything(enrollment_tables) == before
+
+
+def test_second_execution_for_a_contract_in_progress_is_a_conflict(enrollment_tables: Tables) -> None:
+    accepted(enrollment_tables)
+
+    result = offers.acquire(enrollment_tables, seed_offer(), OTHER_EXECUTION, STARTED, clock=FixedClock())
+
+    assert result["outcome"] == "conflict"
+    assert result["rejection"]["error"] == "ContractInProgress"
+    assert offer_item(enrollment_tables)["executionId"] == EXECUTION
+    assert audit_outcomes(enrollment_tables)[-1] == "receive-offer=rejected: ContractInProgress"
+
+
+def test_enrolled_contract_is_a_conflict(enrollment_tables: Tables) -> None:
+    enrolled(enrollment_tables)
+    result = offers.acquire(enrollment_tables, seed_offer(), OTHER_EXECUTION, STARTED)
+    assert result["rejection"]["error"] == "ContractAlreadyEnrolled"
+
+
+def test_expired_lease_frees_a_stuck_contract(enrollment_tables: Tables) -> None:
+    accepted(enrollment_tables)
+    later = FixedClock(STARTED + offers.LEASE + timedelta(seconds=1))
+
+    result = offers.acquire(enrollment_tables, seed_offer(), OTHER_EXECUTION, STARTED, clock=later)
+
+    assert result["outcome"] == "accepted"
+    assert offer_item(enrollment_tables)["executionId"] == OTHER_EXECUTION
+
+
+def test_retried_accept_by_the_same_execution_is_accepted(enrollment_tables: Tables) -> None:
+    first = accepted(enrollment_tables)
+    assert accepted(enrollment_tables) == first
+
+
+@pytest.mark.parametrize(("account_id", "reason"), [("A-999", "AccountNotFound"), ("A-300", "AccountInactive")])
+def test_unknown_or_inactive_customer_is_rejected_and_audited(
+    enrollment_tables: Tables, account_id: str, reason: str
+) -> None:
+    offer = accepted(enrollment_tables, accountId=account_id)
+
+    result = offers.verify_customer(enrollment_tables, offer, EXECUTION)
+
+    assert result["verified"] is False
+    assert result["reason"] == reason
+    item = offer_item(enrollment_tables)
+    assert (item["status"], item["statusReason"]) == ("rejected", reason)
+    assert audit_outcomes(enrollment_tables)[-1] == f"verify-customer=rejected: {reason}"
+    # A rejected offer releases the guard: the same contract may be submitted again.
+    assert offers.acquire(enrollment_tables, seed_offer(), OTHER_EXECUTION, STARTED)["outcome"] == "accepted"
+
+
+def test_verified_customer_facts_feed_the_rules(enrollment_tables: Tables) -> None:
+    offer = accepted(enrollment_tables, accountId="A-200")
+    result = offers.verify_customer(enrollment_tables, offer, EXECUTION)
+    assert result == {"verified": True, "reason": None, "account": {"status": "active", "flags": ["bankruptcy"]}}
+    assert offer_item(enrollment_tables)["status"] == "verified"
+
+
+def test_ineligible_is_recorded_with_rules_version(enrollment_tables: Tables) -> None:
+    offer = accepted(enrollment_tables)
+    offers.verify_customer(enrollment_tables, offer, EXECUTION)
+
+    result = offers.record_outcome(
+        enrollment_tables, offer, EXECUTION, "ineligible", "rules-lab", "too risky", "2026-11-01.1"
+    )
+
+    assert result == {"recorded": True, "status": "ineligible"}
+    assert offer_item(enrollment_tables)["status"] == "ineligible"
+    last = enrollment_tables.audit.scan()["Items"]
+    assert any(entry.get("rulesVersion") == "2026-11-01.1" for entry in last)
+
+
+def test_record_outcome_leaves_another_executions_offer_alone(enrollment_tables: Tables) -> None:
+    offer = accepted(enrollment_tables)
+    result = offers.record_outcome(enrollment_tables, offer, OTHER_EXECUTION, "failed", "failure", "boom")
+    assert result["recorded"] is False
+    assert offer_item(enrollment_tables)["status"] == "received"
+
+
+def test_commit_updates_ucp_offer_actions_and_audit_at_once(enrollment_tables: Tables) -> None:
+    offer = enrolled(enrollment_tables)
+
+    assert offer_item(enrollment_tables)["status"] == "enrolled"
+    account = enrollment_tables.ucp.get_item(Key={"accountId": "A-100"})["Item"]
+    contract = account["contracts"]["C-1001"]
+    assert contract["status"] == "enrolled"
+    assert len(contract["payments"]) == 12
+    actions = enrollment_tables.actions.scan()["Items"]
+    assert sorted((a["actionName"], a["state"]) for a in actions) == [
+        ("action1", "pending"), ("action100", "pending"), ("action2", "pending"), ("rateChange", "pending")
+    ]  # fmt: skip
+    assert audit_outcomes(enrollment_tables)[-2:] == [
+        "enroll=enrolled: UCP updated, payments set",
+        "rules-lab=eligible",
+    ]
+    assert offer["contractId"] == "C-1001"
+
+
+def test_commit_replayed_by_the_same_execution_is_a_no_op(enrollment_tables: Tables) -> None:
+    offer = enrolled(enrollment_tables)
+    before = everything(enrollment_tables)
+    verified = {"status": "active", "flags": []}
+
+    result = offers.commit_enrollment(enrollment_tables, offer, EXECUTION, eligibility(offer, verified))
+
+    assert result["replayed"] is True
+    assert everything(enrollment_tables) == before
+
+
+def test_commit_by_another_execution_is_refused(enrollment_tables: Tables) -> None:
+    offer = enrolled(enrollment_tables)
+    with pytest.raises(ConditionNotMetError):
+        offers.commit_enrollment(enrollment_tables, offer, OTHER_EXECUTION, {"rulesVersion": "x"})
+
+
+def test_revert_undoes_the_enrollment_and_releases_the_guard(enrollment_tables: Tables) -> None:
+    offer = enrolled(enrollment_tables)
+
+    result = offers.revert_enrollment(enrollment_tables, offer, EXECUTION, "Kinesis down")
+
+    assert result == {"reverted": True}
+    item = offer_item(enrollment_tables)
+    assert (item["status"], item["failureReason"]) == ("failed", "Kinesis down")
+    assert "C-1001" not in enrollment_tables.ucp.get_item(Key={"accountId": "A-100"})["Item"]["contracts"]
+    assert {a["state"] for a in enrollment_tables.actions.scan()["Items"]} == {"cancelled"}
+    assert audit_outcomes(enrollment_tables)[-1] == "revert=failed: Kinesis down"
+    # A later retry of the same contract enrolls again.
+    again = offers.acquire(enrollment_tables, seed_offer(), OTHER_EXECUTION, STARTED)
+    assert again["outcome"] == "accepted"
+    offers.verify_customer(enrollment_tables, again["offer"], OTHER_EXECUTION)
+    offers.commit_enrollment(enrollment_tables, again["offer"], OTHER_EXECUTION, {"rulesVersion": "v"})
+    assert {a["state"] for a in enrollment_tables.actions.scan()["Items"]} == {"pending"}
+
+
+def test_revert_twice_changes_nothing_more(enrollment_tables: Tables) -> None:
+    offer = enrolled(enrollment_tables)
+    offers.revert_enrollment(enrollment_tables, offer, EXECUTION, "boom")
+    before = everything(enrollment_tables)
+    assert offers.revert_enrollment(enrollment_tables, offer, EXECUTION, "boom") == {"reverted": False}
+    assert everything(enrollment_tables) == before
+
+
+def test_audit_is_append_only(enrollment_tables: Tables) -> None:
+    entry = store.audit_entry("C-1", "step", "ok", "corr", STARTED)
+    store.append_audit(enrollment_tables, entry)
+    with pytest.raises(Exception, match="ConditionalCheckFailed"):
+        store.append_audit(enrollment_tables, {**entry, "outcome": "rewritten"})
