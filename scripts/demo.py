@@ -1,4 +1,4 @@
-"""The demo behind `make demo`: run the workflows on the sample events and show what happened.
+"""The demo behind `make demo`: run both workflows on the sample events and show what happened.
 
 Expects the stack to be up on the emulator (`make up` does it). Reads everything back from the
 emulator itself: the orders table and the Step Functions execution history.
@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +78,69 @@ def run_payment_workflow(port: int, stack_outputs: dict[str, str]) -> None:
         raise SystemExit(1)
 
 
+def api_key(port: int, stack_outputs: dict[str, str]) -> str:
+    apigateway = local_client("apigateway", port)
+    return apigateway.get_api_key(apiKey=stack_outputs["EnrollmentApiKeyId"], includeValue=True)["value"]
+
+
+def post_offer(url: str, key: str, body: dict[str, Any]) -> tuple[int, dict[str, Any], float]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")  # noqa: S310 - local URL
+    request.add_header("Content-Type", "application/json")
+    request.add_header("x-api-key", key)
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(request, timeout=EXECUTION_DEADLINE_SECONDS) as response:  # noqa: S310
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as error:
+        status, raw = error.code, error.read()
+    return status, json.loads(raw), time.monotonic() - started
+
+
+def run_enrollment(port: int, stack_outputs: dict[str, str]) -> None:
+    seed = json.loads((ROOT / "events/enrollment/input.json").read_text())
+    # The seed's offer, under a contract id of its own per run: one contract enrolls only once.
+    contract_id = f"{seed['contractId']}-{time.strftime('%H%M%S')}"
+    url = f"{stack_outputs['EnrollmentApiUrl']}/enrollments"
+    key = api_key(port, stack_outputs)
+    print(f"\n== Contract enrollment: POST {url}")
+    print(f"   body: events/enrollment/input.json with contractId {contract_id}; header x-api-key")
+    status, body, seconds = post_offer(url, key, {**seed, "contractId": contract_id})
+    print(
+        f"   HTTP {status} in {seconds:.1f} s: status {body.get('status')}, correlation id {body.get('correlationId')}"
+    )
+    if status != 201:
+        print(f"   unexpected answer: {json.dumps(body)}")
+        raise SystemExit(1)
+    for action in body["sameDayActions"]:
+        print(f"   same day  {action['name']:<10} {action['status']:<9} {json.dumps(action['result'])}")
+    for action in body["eventualActions"]:
+        print(f"   eventual  {action['name']:<10} offset {action['offset']:>2}  due {action['dueAt']}")
+    first = body["payments"][0]
+    print(f"   payments  {len(body['payments'])} x {first['amount']} {first['currency']}, first due {first['dueDate']}")
+    if body["paymentDestination"] == "mock-payment-workflow":
+        execution_arn = (
+            stack_outputs["PaymentStateMachineArn"].replace(":stateMachine:", ":execution:")
+            + f":{contract_id}-payment-1"
+        )
+        execution = wait_for_execution(local_client("stepfunctions", port), execution_arn, EXECUTION_DEADLINE_SECONDS)
+        print(f"   first payment -> mock-payment-workflow {contract_id}-payment-1: {execution['status']}")
+
+    print(f"\n   Audit trail of {contract_id} ({stack_outputs['AuditTableName']}):")
+    entries = local_client("dynamodb", port).query(
+        TableName=stack_outputs["AuditTableName"],
+        KeyConditionExpression="contractId = :c",
+        ExpressionAttributeValues={":c": {"S": contract_id}},
+        ConsistentRead=True,
+    )["Items"]
+    for entry in entries:
+        print(f"     {entry['at']['S']}  {entry['step']['S']:<16} {entry['outcome']['S']}")
+
+    ineligible = {**seed, "contractId": f"{contract_id}-B", "accountId": "A-200"}
+    status, body, _ = post_offer(url, key, ineligible)
+    print(f"\n   The same offer for account A-200 (bankruptcy flag): HTTP {status}, {body['status']}")
+    print(f"   reasons: {body.get('reasons')}")
+
+
 def explain_next_steps(port: int, stack_name: str) -> None:
     print(
         f"""
@@ -86,6 +151,8 @@ def explain_next_steps(port: int, stack_name: str) -> None:
      --state-machine-arn arn:aws:states:us-east-1:000000000000:stateMachine:mock-payment-workflow
    sam remote invoke --stack-name {stack_name} CreateOrderFunction --event-file events/payment/create-order.json
    sam list stack-outputs --stack-name {stack_name}
+   aws dynamodb scan --table-name EnrollmentAudit
+   aws apigateway get-api-key --include-value --api-key <EnrollmentApiKeyId>   # the x-api-key value
 == Stop
    make down                  # stops only the emulator this project started"""
     )
@@ -98,6 +165,7 @@ def main() -> None:
     args = parser.parse_args()
     stack_outputs = outputs(local_client("cloudformation", args.port), args.stack_name)
     run_payment_workflow(args.port, stack_outputs)
+    run_enrollment(args.port, stack_outputs)
     explain_next_steps(args.port, args.stack_name)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import boto3
 import emulator
 from boto3.dynamodb.types import TypeSerializer
+from botocore.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STACK = "mock-payment-workflow-stack"
@@ -76,12 +77,14 @@ def seed_sample_accounts(port: int, stack_outputs: dict[str, str]) -> int:
 
 
 def local_client(service_name: str, port: int, **kwargs: Any) -> Any:
+    """A boto3 client for the emulator. Host prefixes are off: `sync-localhost` does not resolve."""
     return boto3.client(
         service_name,
         endpoint_url=emulator.endpoint(port),
         aws_access_key_id="test",
         aws_secret_access_key="test",
         region_name="us-east-1",
+        config=Config(inject_host_prefix=False, read_timeout=90),
         **kwargs,
     )
 

@@ -60,3 +60,17 @@ def local_stack(built: None, fresh_emulator: int) -> LocalStack:
     deployed.outputs = stack.outputs(deployed.client("cloudformation"), STACK_NAME)
     stack.seed_sample_accounts(fresh_emulator, deployed.outputs)
     return deployed
+
+
+@dataclass
+class EnrollmentApi:
+    url: str
+    api_key: str
+
+
+@pytest.fixture(scope="session")
+def enrollment_api(local_stack: LocalStack) -> EnrollmentApi:
+    key = local_stack.client("apigateway").get_api_key(
+        apiKey=local_stack.outputs["EnrollmentApiKeyId"], includeValue=True
+    )["value"]
+    return EnrollmentApi(url=f"{local_stack.outputs['EnrollmentApiUrl']}/enrollments", api_key=key)

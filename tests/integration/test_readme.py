@@ -29,11 +29,10 @@ def test_readme_bash_blocks_run_against_a_fresh_emulator(built: None) -> None:
     port = emulator.free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
     env.update({"EMULATOR_PORT": str(port), "SAM_CLI_TELEMETRY": "0"})
-    transcript = []
+    transcript: list[str] = []
+    runnable = [block for block in bash_blocks() if not block.skip_reason]
     try:
-        for block in bash_blocks():
-            if block.skip_reason:
-                continue
+        for block in runnable:
             result = subprocess.run(
                 ["bash", "-euo", "pipefail", "-c", block.body],
                 cwd=ROOT,
@@ -45,12 +44,29 @@ def test_readme_bash_blocks_run_against_a_fresh_emulator(built: None) -> None:
             )
             transcript.append(f"$ {block.body}\n{result.stdout}\n{result.stderr}")
             assert result.returncode == 0, "\n".join(transcript)
-        demo, explore, remote_invoke, *_ = transcript
+        outputs = {block.body: output for block, output in zip(runnable, transcript, strict=True)}
+
+        def output_of(marker: str) -> str:
+            return next(output for body, output in outputs.items() if marker in body)
+
+        demo = output_of("make demo")
         assert "execution SUCCEEDED" in demo
         assert "Confirmation: Payment for order 1234 accepted at" in demo
         assert "status now: paid" in demo
-        assert '"orderId": {\n            "S": "5678"' in explore
-        assert '"Payment for order invoke-1001 accepted at' in remote_invoke
+        assert "HTTP 201" in demo
+        assert "first payment -> mock-payment-workflow" in demo
+        assert '"orderId": {\n            "S": "5678"' in output_of("5678")
+        assert '"Payment for order invoke-1001 accepted at' in output_of("sam remote invoke")
+        api = output_of("C-README-1")
+        assert [line for line in api.splitlines() if line.startswith("HTTP ")] == [
+            "HTTP 201", "HTTP 201", "HTTP 400", "HTTP 403"
+        ]  # fmt: skip
+        assert "receive-offer\treceived" in api
+        walkthrough = output_of("list-attached-role-policies")
+        assert '"PolicyName": "lambda-policy"' in walkthrough
+        assert '"python3.13"' in walkthrough
+        assert "lambda-role" in walkthrough
+        assert '"AttributeName": "OfferId"' in walkthrough
         assert "emulator (pid" in transcript[-1]
         assert "stopped" in transcript[-1]
     finally:

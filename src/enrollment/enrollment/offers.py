@@ -229,7 +229,8 @@ def commit_enrollment(
         store.audit_put(
             tables,
             store.audit_entry(
-                contract_id, "enroll", "enrolled: UCP updated, payments set", correlation_id, now, rules_version,
+                contract_id, "enroll", "enrolled: UCP updated, payments set", correlation_id,
+                now + timedelta(milliseconds=1), rules_version,  # sorts after the eligibility entry
                 {"payments": len(offer["payments"]), "actions": len(items) - 2},
             ),
         )

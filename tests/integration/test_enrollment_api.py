@@ -1,0 +1,300 @@
+"""The immediate enrollment workflow over real HTTP against the template deployed on the emulator."""
+
+from __future__ import annotations
+
+import copy
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import EnrollmentApi, LocalStack
+from tests.support.enrollment import post, scan, stream_records
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+EVENTS = Path(__file__).resolve().parents[2] / "events" / "enrollment"
+SEED = json.loads((EVENTS / "input.json").read_text())
+TABLE_OUTPUTS = ("OffersTableName", "UcpTableName", "ActionsTableName", "AuditTableName", "OrdersTableName")
+
+
+def offer(contract_id: str, **changes: Any) -> dict[str, Any]:
+    body = copy.deepcopy(SEED)
+    body["contractId"] = contract_id
+    body.update(changes)
+    return body
+
+
+def snapshot(local_stack: LocalStack) -> dict[str, Any]:
+    """Everything the enrollment can write: the tables, the stream and the payment executions."""
+    dynamodb = local_stack.client("dynamodb")
+    state = {name: scan(dynamodb, local_stack.outputs[name]) for name in TABLE_OUTPUTS}
+    state["stream"] = stream_records(local_stack.client("kinesis"), local_stack.outputs["EnrollmentStreamName"])
+    executions = local_stack.client("stepfunctions").list_executions(
+        stateMachineArn=local_stack.outputs["PaymentStateMachineArn"]
+    )["executions"]
+    state["payments"] = sorted(e["name"] for e in executions)
+    return state
+
+
+def contract_records(local_stack: LocalStack, contract_id: str) -> list[dict[str, Any]]:
+    records = stream_records(local_stack.client("kinesis"), local_stack.outputs["EnrollmentStreamName"])
+    return [record for record in records if record["contractId"] == contract_id]
+
+
+def audit(local_stack: LocalStack, contract_id: str) -> list[str]:
+    entries = scan(local_stack.client("dynamodb"), local_stack.outputs["AuditTableName"])
+    return [
+        f"{e['step']}={e['outcome']}"
+        for e in sorted(entries, key=lambda e: e["entryId"])
+        if e["contractId"] == contract_id
+    ]
+
+
+def item(local_stack: LocalStack, table_output: str, key: dict[str, str]) -> dict[str, Any] | None:
+    found = [
+        i for i in scan(local_stack.client("dynamodb"), local_stack.outputs[table_output]) if key.items() <= i.items()
+    ]
+    return found[0] if found else None
+
+
+def test_eligible_offer_is_enrolled_end_to_end(local_stack: LocalStack, enrollment_api: EnrollmentApi) -> None:
+    answer = post(enrollment_api.url, offer("IT-ELIGIBLE-1"), enrollment_api.api_key, {"X-Correlation-Id": "corr-it-1"})
+
+    assert answer.status == 201, answer
+    body = answer.body
+    assert (body["status"], body["contractId"], body["correlationId"]) == ("enrolled", "IT-ELIGIBLE-1", "corr-it-1")
+    assert body["sameDayActions"] == [
+        {"name": "action2", "status": "fulfilled", "result": {"effect": "mock action2 performed"}, "reason": None}
+    ]
+    assert [(a["name"], a["offset"]) for a in body["eventualActions"]] == [
+        ("action100", 1),
+        ("action1", 3),
+        ("rateChange", 16),
+    ]
+    assert all(a["dueAt"] > body["enrollmentDate"] for a in body["eventualActions"])
+
+    assert item(local_stack, "OffersTableName", {"OfferId": "IT-ELIGIBLE-1"})["status"] == "enrolled"
+    account = item(local_stack, "UcpTableName", {"accountId": "A-100"})
+    assert account["contracts"]["IT-ELIGIBLE-1"]["status"] == "enrolled"
+    assert len(account["contracts"]["IT-ELIGIBLE-1"]["payments"]) == 12
+    actions = [
+        a
+        for a in scan(local_stack.client("dynamodb"), local_stack.outputs["ActionsTableName"])
+        if a["contractId"] == "IT-ELIGIBLE-1"
+    ]
+    assert sorted((a["actionName"], a["state"]) for a in actions) == [
+        ("action1", "pending"), ("action100", "pending"), ("action2", "fulfilled"), ("rateChange", "pending")
+    ]  # fmt: skip
+    records = contract_records(local_stack, "IT-ELIGIBLE-1")
+    assert len(records) == 1
+    assert [a["name"] for a in records[0]["eventualActions"]] == ["action100", "action1", "rateChange"]
+    assert records[0]["correlationId"] == "corr-it-1"
+    trail = audit(local_stack, "IT-ELIGIBLE-1")
+    for expected in (
+        "receive-offer=received",
+        "verify-customer=verified",
+        "rules-lab=eligible",
+        "publish=published 3 eventual actions",
+        "action:action2=fulfilled (same-day)",
+    ):
+        assert expected in trail
+    stepfunctions = local_stack.client("stepfunctions")
+    payment_arn = f"{local_stack.outputs['PaymentStateMachineArn'].replace(':stateMachine:', ':execution:')}:IT-ELIGIBLE-1-payment-1"
+    payment = wait_until(
+        lambda: (e := stepfunctions.describe_execution(executionArn=payment_arn))["status"] != "RUNNING" and e,
+        60,
+        "the first payment's workflow to finish",
+    )
+    assert payment["status"] == "SUCCEEDED"
+    assert item(local_stack, "OrdersTableName", {"orderId": "IT-ELIGIBLE-1-payment-1"})["status"] == "paid"
+
+
+def test_ineligible_offer_is_a_normal_answer_with_reasons(
+    local_stack: LocalStack, enrollment_api: EnrollmentApi
+) -> None:
+    answer = post(enrollment_api.url, offer("IT-INELIGIBLE-1", accountId="A-200"), enrollment_api.api_key)
+
+    assert answer.status == 200
+    assert answer.body["status"] == "ineligible"
+    assert answer.body["reasons"] == ["the account is flagged for bankruptcy"]
+    assert answer.body["rulesVersion"] == "2026-11-01.1"
+    assert item(local_stack, "OffersTableName", {"OfferId": "IT-INELIGIBLE-1"})["status"] == "ineligible"
+    assert "rules-lab=ineligible: the account is flagged for bankruptcy" in audit(local_stack, "IT-INELIGIBLE-1")
+    assert contract_records(local_stack, "IT-INELIGIBLE-1") == []
+    assert "IT-INELIGIBLE-1" not in item(local_stack, "UcpTableName", {"accountId": "A-200"})["contracts"]
+
+
+@pytest.mark.parametrize(("account_id", "reason"), [("A-999", "AccountNotFound"), ("A-300", "AccountInactive")])
+def test_unknown_or_inactive_account_is_rejected_and_audited(
+    local_stack: LocalStack, enrollment_api: EnrollmentApi, account_id: str, reason: str
+) -> None:
+    contract_id = f"IT-{reason}"
+    answer = post(enrollment_api.url, offer(contract_id, accountId=account_id), enrollment_api.api_key)
+
+    assert answer.status == 422
+    assert (answer.body["status"], answer.body["reason"]) == ("not_verified", reason)
+    assert f"verify-customer=rejected: {reason}" in audit(local_stack, contract_id)
+    assert contract_records(local_stack, contract_id) == []
+
+
+def test_missing_or_wrong_api_key_is_rejected_and_writes_nothing(
+    local_stack: LocalStack, enrollment_api: EnrollmentApi
+) -> None:
+    before = snapshot(local_stack)
+    assert post(enrollment_api.url, offer("IT-NOKEY-1"), None).status == 403
+    assert post(enrollment_api.url, offer("IT-NOKEY-2"), "not-the-key").status == 403
+    assert snapshot(local_stack) == before
+
+
+MALFORMED_BODIES: list[tuple[str, Any, set[str]]] = [
+    ("not json", b"{not json", {"(body)"}),
+    ("empty body", b"", {"(body)"}),
+    ("array", [SEED], {"(body)"}),
+    ("string", "C-1", {"(body)"}),
+    ("null", None, {"(body)"}),
+    ("empty object", {}, {"contractId", "accountId", "contractInfo", "contractDraft"}),
+    ("contractId empty", offer(""), {"contractId"}),
+    ("contractId number", offer(7), {"contractId"}),
+    ("contractId with space", offer("C 1"), {"contractId"}),
+    ("contractId too long", offer("C" * 41), {"contractId"}),
+    ("accountId missing", {k: v for k, v in SEED.items() if k != "accountId"}, {"accountId"}),
+    ("contractInfo not object", offer("IT-BAD", contractInfo=[1]), {"contractInfo"}),
+    (
+        "payment negative",
+        offer("IT-BAD", contractInfo={**SEED["contractInfo"], "monthlyPayment": -5}),
+        {"contractInfo.monthlyPayment"},
+    ),
+    (
+        "payment string",
+        offer("IT-BAD", contractInfo={**SEED["contractInfo"], "monthlyPayment": "125"}),
+        {"contractInfo.monthlyPayment"},
+    ),
+    ("term zero", offer("IT-BAD", contractInfo={**SEED["contractInfo"], "termMonths": 0}), {"contractInfo.termMonths"}),
+    (
+        "currency lowercase",
+        offer("IT-BAD", contractInfo={**SEED["contractInfo"], "currency": "usd"}),
+        {"contractInfo.currency"},
+    ),
+    ("draft without List", offer("IT-BAD", contractDraft={"list": []}), {"contractDraft.List"}),
+    ("empty List", offer("IT-BAD", contractDraft={"List": []}), {"contractDraft.List"}),
+    (
+        "negative offset",
+        offer("IT-BAD", contractDraft={"List": [{"name": "a", "offset": -1}]}),
+        {"contractDraft.List.0.offset"},
+    ),
+    (
+        "fractional offset",
+        offer("IT-BAD", contractDraft={"List": [{"name": "a", "offset": 0.5}]}),
+        {"contractDraft.List.0.offset"},
+    ),
+    (
+        "string offset",
+        offer("IT-BAD", contractDraft={"List": [{"name": "a", "offset": "1"}]}),
+        {"contractDraft.List.0.offset"},
+    ),
+    (
+        "offset too large",
+        offer("IT-BAD", contractDraft={"List": [{"name": "a", "offset": 100000}]}),
+        {"contractDraft.List.0.offset"},
+    ),
+    ("action without name", offer("IT-BAD", contractDraft={"List": [{"offset": 1}]}), {"contractDraft.List.0.name"}),
+    (
+        "duplicate names",
+        offer("IT-BAD", contractDraft={"List": [{"name": "a", "offset": 0}, {"name": "a", "offset": 2}]}),
+        {"contractDraft.List"},
+    ),
+    (
+        "too many actions",
+        offer("IT-BAD", contractDraft={"List": [{"name": f"a{i}", "offset": i} for i in range(21)]}),
+        {"contractDraft.List"},
+    ),
+    ("unknown top-level field", offer("IT-BAD", contracts=[1]), {"contracts"}),
+]
+
+
+def test_malformed_bodies_are_400_naming_each_field_and_write_nothing(
+    local_stack: LocalStack, enrollment_api: EnrollmentApi
+) -> None:
+    assert len(MALFORMED_BODIES) >= 20
+    before = snapshot(local_stack)
+    for label, body, fields in MALFORMED_BODIES:
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        answer = post(enrollment_api.url, raw, enrollment_api.api_key)
+        assert answer.status == 400, (label, answer)
+        assert answer.body["error"] == "InvalidEnrollmentRequest", label
+        assert {error["field"] for error in answer.body["errors"]} == fields, (label, answer.body)
+        assert "Traceback" not in json.dumps(answer.body)
+    assert snapshot(local_stack) == before
+
+
+def test_concurrent_requests_for_one_contract_enroll_exactly_once(
+    local_stack: LocalStack, enrollment_api: EnrollmentApi
+) -> None:
+    body = offer("IT-RACE-1")
+    # Warm the path first so the race is about the guard, not about emulator worker start-up.
+    post(enrollment_api.url, offer("IT-RACE-WARMUP"), enrollment_api.api_key)
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(pool.map(lambda _: post(enrollment_api.url, body, enrollment_api.api_key), range(20)))
+
+    statuses = sorted(answer.status for answer in answers)
+    assert statuses == [201] + [409] * 19, statuses
+    assert {a.body["error"] for a in answers if a.status == 409} <= {"ContractInProgress", "ContractAlreadyEnrolled"}
+    assert len(contract_records(local_stack, "IT-RACE-1")) == 1
+    executions = local_stack.client("stepfunctions").list_executions(
+        stateMachineArn=local_stack.outputs["PaymentStateMachineArn"]
+    )
+    assert [e["name"] for e in executions["executions"]].count("IT-RACE-1-payment-1") == 1
+    enrollments = [e for e in audit(local_stack, "IT-RACE-1") if e.startswith("enroll=")]
+    assert len(enrollments) == 1
+    rejections = [e for e in audit(local_stack, "IT-RACE-1") if e.startswith("receive-offer=rejected")]
+    assert len(rejections) == 19
+
+
+def test_same_idempotency_key_gets_the_original_answer(local_stack: LocalStack, enrollment_api: EnrollmentApi) -> None:
+    body = offer("IT-IDEMPOTENT-1")
+    headers = {"Idempotency-Key": "it-key-1"}
+
+    first = post(enrollment_api.url, body, enrollment_api.api_key, headers)
+    retry = post(enrollment_api.url, body, enrollment_api.api_key, headers)
+    without_key = post(enrollment_api.url, body, enrollment_api.api_key)
+
+    assert first.status == 201
+    assert retry == first
+    assert without_key.status == 409
+    assert len(contract_records(local_stack, "IT-IDEMPOTENT-1")) == 1
+
+
+def test_seed_direct_start_execution_enrolls_like_the_api(local_stack: LocalStack) -> None:
+    """The seed's step 8: start the EXPRESS state machine directly with events/enrollment/input.json."""
+    stepfunctions = local_stack.client("stepfunctions")
+    stepfunctions.start_execution(
+        stateMachineArn=local_stack.outputs["EnrollmentStateMachineArn"], input=(EVENTS / "input.json").read_text()
+    )
+    enrolled = wait_until(
+        lambda: (o := item(local_stack, "OffersTableName", {"OfferId": "C-1001"})) and o["status"] == "enrolled" and o,
+        60,
+        "contract C-1001 to be enrolled",
+    )
+    assert enrolled["status"] == "enrolled"
+    assert wait_until(lambda: len(contract_records(local_stack, "C-1001")) == 1, 30, "the stream record of C-1001")
+
+    # The guard holds for direct starts as well: a second start is refused and changes nothing.
+    second = stepfunctions.start_sync_execution(
+        stateMachineArn=local_stack.outputs["EnrollmentStateMachineArn"], input=(EVENTS / "input.json").read_text()
+    )
+    assert (second["status"], second["error"]) == ("FAILED", "ContractAlreadyEnrolled")
+    invalid = stepfunctions.start_sync_execution(
+        stateMachineArn=local_stack.outputs["EnrollmentStateMachineArn"], input=json.dumps({"contractId": ""})
+    )
+    assert (invalid["status"], invalid["error"]) == ("FAILED", "InvalidEnrollmentRequest")
+    assert {e["field"] for e in json.loads(invalid["cause"])} == {
+        "contractId",
+        "accountId",
+        "contractInfo",
+        "contractDraft",
+    }
+    assert len(contract_records(local_stack, "C-1001")) == 1

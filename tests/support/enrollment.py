@@ -1,0 +1,72 @@
+"""Helpers for driving the deployed enrollment over HTTP and reading back every place it writes."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer
+
+REQUEST_TIMEOUT_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    status: int
+    body: Any
+
+
+def post(url: str, body: Any, api_key: str | None, headers: dict[str, str] | None = None) -> HttpAnswer:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method="POST")  # noqa: S310 - local emulator URL
+    request.add_header("Content-Type", "application/json")
+    if api_key:
+        request.add_header("x-api-key", api_key)
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
+    try:
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_SECONDS) as response:  # noqa: S310
+            return HttpAnswer(response.status, _json_or_text(response.read()))
+    except urllib.error.HTTPError as error:
+        return HttpAnswer(error.code, _json_or_text(error.read()))
+
+
+def _json_or_text(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace")
+
+
+def scan(dynamodb: Any, table_name: str) -> list[dict[str, Any]]:
+    deserializer = TypeDeserializer()
+    items, query = [], {"TableName": table_name, "ConsistentRead": True}
+    while True:
+        page = dynamodb.scan(**query)
+        items += [{k: deserializer.deserialize(v) for k, v in item.items()} for item in page["Items"]]
+        if "LastEvaluatedKey" not in page:
+            return items
+        query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def stream_records(kinesis: Any, stream_name: str) -> list[dict[str, Any]]:
+    records = []
+    for shard in kinesis.list_shards(StreamName=stream_name)["Shards"]:
+        iterator = kinesis.get_shard_iterator(
+            StreamName=stream_name, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while iterator:
+            page = kinesis.get_records(ShardIterator=iterator, Limit=1000)
+            records += [json.loads(record["Data"]) for record in page["Records"]]
+            if not page["Records"]:
+                break
+            iterator = page.get("NextShardIterator")
+    return records
+
+
+def payment_executions(stepfunctions: Any, state_machine_arn: str) -> list[dict[str, Any]]:
+    paginator = stepfunctions.get_paginator("list_executions")
+    return [e for page in paginator.paginate(stateMachineArn=state_machine_arn) for e in page["executions"]]
