@@ -298,3 +298,47 @@ def test_seed_direct_start_execution_enrolls_like_the_api(local_stack: LocalStac
         "contractDraft",
     }
     assert len(contract_records(local_stack, "C-1001")) == 1
+
+
+def test_publish_failure_reverts_to_a_consistent_audited_state_and_a_retry_succeeds(
+    local_stack: LocalStack, enrollment_api: EnrollmentApi
+) -> None:
+    lambda_client = local_stack.client("lambda")
+    function_name = "PublishEnrollment"
+    variables = lambda_client.get_function_configuration(FunctionName=function_name)["Environment"]["Variables"]
+    # A real dependency failure: the publisher is pointed at a stream that does not exist.
+    lambda_client.update_function_configuration(
+        FunctionName=function_name, Environment={"Variables": {**variables, "ENROLLMENT_STREAM_NAME": "NoSuchStream"}}
+    )
+    try:
+        failed = post(
+            enrollment_api.url, offer("IT-FAULT-1"), enrollment_api.api_key, {"X-Correlation-Id": "corr-fault"}
+        )
+    finally:
+        lambda_client.update_function_configuration(FunctionName=function_name, Environment={"Variables": variables})
+
+    assert failed.status == 500
+    assert failed.body == {
+        "error": "EnrollmentFailed",
+        "message": "the enrollment could not be completed; it is safe to retry",
+        "correlationId": "corr-fault",
+    }
+    stored = item(local_stack, "OffersTableName", {"OfferId": "IT-FAULT-1"})
+    assert stored["status"] == "failed"
+    assert "NoSuchStream" in stored["failureReason"] or "ResourceNotFound" in stored["failureReason"]
+    assert "IT-FAULT-1" not in item(local_stack, "UcpTableName", {"accountId": "A-100"})["contracts"]
+    actions = [
+        a
+        for a in scan(local_stack.client("dynamodb"), local_stack.outputs["ActionsTableName"])
+        if a["contractId"] == "IT-FAULT-1"
+    ]
+    assert {a["state"] for a in actions} == {"cancelled"}
+    assert contract_records(local_stack, "IT-FAULT-1") == []
+    assert "IT-FAULT-1-payment-1" not in snapshot(local_stack)["payments"]
+    assert any(entry.startswith("revert=failed: ") for entry in audit(local_stack, "IT-FAULT-1"))
+
+    retried = post(enrollment_api.url, offer("IT-FAULT-1"), enrollment_api.api_key)
+
+    assert retried.status == 201, retried
+    assert len(contract_records(local_stack, "IT-FAULT-1")) == 1
+    assert item(local_stack, "UcpTableName", {"accountId": "A-100"})["contracts"]["IT-FAULT-1"]["status"] == "enrolled"
