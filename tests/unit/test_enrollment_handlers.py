@@ -1,0 +1,72 @@
+"""Every enrollment step handler, driven by its sample event in events/enrollment/ (moto-backed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from enrollment import handlers
+from enrollment.store import Tables
+
+EVENTS = Path(__file__).resolve().parents[2] / "events" / "enrollment"
+
+
+def event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / f"{name}.json").read_text())
+
+
+@pytest.fixture
+def stream(aws: None, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("ENROLLMENT_STREAM_NAME", "EnrollmentStream")
+    kinesis = boto3.client("kinesis", region_name="us-east-1")
+    kinesis.create_stream(StreamName="EnrollmentStream", ShardCount=1)
+    from commonlib import aws as aws_clients
+
+    aws_clients.client.cache_clear()
+    aws_clients.dynamodb_table.cache_clear()
+    handlers._tables.cache_clear()
+    return kinesis
+
+
+def test_sample_events_drive_the_whole_step_chain(enrollment_tables: Tables, stream: Any, lambda_context: Any) -> None:
+    accepted = handlers.accept_offer(event("accept-offer"), lambda_context)
+    assert accepted["outcome"] == "accepted"
+    assert accepted["offer"] == event("verify-customer")["offer"]
+
+    verified = handlers.verify_customer(event("verify-customer"), lambda_context)
+    assert verified["verified"] is True
+    decision = handlers.rules_lab(event("rules-lab"), lambda_context)
+    assert decision["eligible"] is True
+    committed = handlers.commit_enrollment(event("commit-enrollment"), lambda_context)
+    assert committed["replayed"] is False
+    published = handlers.publish_enrollment(event("publish-enrollment"), lambda_context)
+    assert published["sequenceNumber"]
+    fulfilled = handlers.fulfill_action(event("fulfill-action"), lambda_context)
+    assert (fulfilled["name"], fulfilled["status"]) == ("action2", "fulfilled")
+
+
+def test_revert_event_undoes_a_committed_enrollment(
+    enrollment_tables: Tables, stream: Any, lambda_context: Any
+) -> None:
+    handlers.accept_offer(event("accept-offer"), lambda_context)
+    handlers.verify_customer(event("verify-customer"), lambda_context)
+    handlers.commit_enrollment(event("commit-enrollment"), lambda_context)
+
+    assert handlers.revert_enrollment(event("revert-enrollment"), lambda_context) == {"reverted": True}
+    offer = enrollment_tables.offers.get_item(Key={"OfferId": "C-1001"})["Item"]
+    assert offer["failureReason"] == "Runtime.HandlerError: PublishEnrollment failed"
+
+
+def test_record_outcome_event(enrollment_tables: Tables, stream: Any, lambda_context: Any) -> None:
+    handlers.accept_offer(event("accept-offer"), lambda_context)
+    handlers.verify_customer(event("verify-customer"), lambda_context)
+
+    result = handlers.record_outcome(event("record-outcome"), lambda_context)
+
+    assert result == {"recorded": True, "status": "ineligible"}
+    offer = enrollment_tables.offers.get_item(Key={"OfferId": "C-1001"})["Item"]
+    assert offer["statusReason"] == "the account is flagged for bankruptcy"
