@@ -18,7 +18,7 @@ SUCCESS_STATUS = {
     "ineligible": HTTPStatus.OK,
     "not_verified": HTTPStatus.UNPROCESSABLE_ENTITY,
 }
-CONFLICT_ERRORS = {"ContractInProgress", "ContractAlreadyEnrolled"}
+CONFLICT_ERRORS = {"ContractInProgress", "ContractAlreadyEnrolled", "ContractCancelled"}
 
 
 class EnrollmentWorkflowError(DomainError):

@@ -12,7 +12,7 @@ from commonlib import aws
 from commonlib.clock import parse_isoformat
 from commonlib.observability import logger, metrics, tracer
 from commonlib.serialization import json_ready
-from enrollment import fulfillment, model, offers, publisher, rules
+from enrollment import eventual, fulfillment, hooks, model, offers, publisher, rules
 from enrollment.store import Tables
 
 STEP_CORRELATION = "offer.correlationId"
@@ -110,3 +110,56 @@ def fulfill_action(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     )
     logger.info("action handled", extra={"action": result})
     return json_ready(result)
+
+
+@functools.cache
+def _batch_processor() -> Any:
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+
+    return BatchProcessor(event_type=EventType.KinesisDataStreams)
+
+
+def _handle_stream_record(record: Any) -> dict[str, Any]:
+    try:
+        parsed = eventual.StreamRecord.model_validate_json(record.kinesis.data_as_text(), strict=True)
+    except ValueError as error:
+        # A malformed record is reported and skipped: retrying it cannot help, and it must not
+        # block the records behind it in the shard.
+        reason = str(error).splitlines()[0][:500]
+        eventual.reject_record(aws.client("sqs"), os.environ["REJECTED_RECORDS_QUEUE_URL"], record, reason)
+        metrics.add_metric(name="StreamRecordRejected", unit="Count", value=1)
+        logger.error(
+            "stream record rejected", extra={"sequenceNumber": record.kinesis.sequence_number, "reason": reason}
+        )
+        return {"rejected": reason}
+    result = eventual.start_eventual_workflow(
+        _tables(), aws.client("stepfunctions"), os.environ["ENROLLMENT_ASYNC_STATE_MACHINE_ARN"], parsed
+    )
+    logger.info("stream record handled", extra={"contract": parsed.contractId, **result})
+    return result
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def data_lambda(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """DataLambda (seed name): stream record -> JSON -> the async enrollment state machine."""
+    from aws_lambda_powertools.utilities.batch import process_partial_response
+
+    return process_partial_response(
+        event=event, record_handler=_handle_stream_record, processor=_batch_processor(), context=context
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path="correlationId")
+@tracer.capture_lambda_handler
+def schedule_hook(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    target = hooks.HookTarget(
+        schedule_group=os.environ["SCHEDULE_GROUP_NAME"],
+        function_arn=os.environ["FULFILL_ACTION_FUNCTION_ARN"],
+        role_arn=os.environ["SCHEDULER_ROLE_ARN"],
+        dead_letter_queue_arn=os.environ["HOOK_DEAD_LETTER_QUEUE_ARN"],
+    )
+    result = hooks.create_hook(aws.client("scheduler"), target, event["hook"])
+    logger.info("hook scheduled", extra={"contract": event["contractId"], "hook": result})
+    return result

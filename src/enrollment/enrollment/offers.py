@@ -17,7 +17,11 @@ from commonlib.validation import parse
 from enrollment import model, store
 from enrollment.store import Tables
 
-LEASE = timedelta(minutes=5)  # longer than an EXPRESS execution may run, so a lost lock frees itself
+LEASE = timedelta(minutes=5)
+_CONFLICTS = {
+    store.ENROLLED: ("ContractAlreadyEnrolled", "already enrolled"),
+    store.CANCELLED: ("ContractCancelled", "cancelled; a cancelled contract is not enrolled again"),
+}  # longer than an EXPRESS execution may run, so a lost lock frees itself
 
 
 def acquire(
@@ -82,9 +86,8 @@ def acquire(
         existing = store.item_from_condition_failure(taken)
         if existing.get("executionId") == execution_id:
             return {"outcome": "accepted", "offer": offer, "rejection": None}  # a retried step
-        enrolled = existing.get("status") == store.ENROLLED
-        error = "ContractAlreadyEnrolled" if enrolled else "ContractInProgress"
-        cause = f"contract {request.contractId} is {'already enrolled' if enrolled else 'being processed'}"
+        error, state = _CONFLICTS.get(existing.get("status"), ("ContractInProgress", "being processed"))
+        cause = f"contract {request.contractId} is {state}"
         with aws_errors_as_domain_errors():
             store.append_audit(
                 tables,

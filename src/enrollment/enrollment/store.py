@@ -18,13 +18,14 @@ from boto3.dynamodb.types import TypeDeserializer
 from commonlib import aws
 from commonlib.clock import isoformat
 
-RECEIVED, VERIFIED, REJECTED, INELIGIBLE, ENROLLED, FAILED = (
+RECEIVED, VERIFIED, REJECTED, INELIGIBLE, ENROLLED, FAILED, CANCELLED = (
     "received",
     "verified",
     "rejected",
     "ineligible",
     "enrolled",
     "failed",
+    "cancelled",
 )
 IN_PROGRESS = (RECEIVED, VERIFIED)
 RETRYABLE = (FAILED, INELIGIBLE, REJECTED)

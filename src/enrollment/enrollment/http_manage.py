@@ -1,0 +1,82 @@
+"""Lambda entry point of `GET` and `DELETE /enrollments/{contractId}` (`EnrollmentManageApi`)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from commonlib import aws
+from commonlib.observability import logger, metrics, tracer
+from enrollment import manage
+from enrollment.store import Tables
+
+CONTRACT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+app = APIGatewayRestResolver()
+
+
+@functools.cache
+def _tables() -> Tables:
+    return Tables.from_environment()
+
+
+def _json(status: int, body: dict[str, Any]) -> Response:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
+
+
+def _invalid(contract_id: str) -> Response | None:
+    if CONTRACT_ID.match(contract_id):
+        return None
+    return _json(
+        400, {"error": "InvalidContractId", "errors": [{"field": "contractId", "message": "not a contract id"}]}
+    )
+
+
+@app.get("/enrollments/<contract_id>")
+def get_enrollment(contract_id: str) -> Response:
+    if (invalid := _invalid(contract_id)) is not None:
+        return invalid
+    status = manage.enrollment_status(_tables(), contract_id)
+    if status is None:
+        return _json(404, {"error": "EnrollmentNotFound", "message": f"no offer for contract {contract_id}"})
+    return _json(200, status)
+
+
+@app.delete("/enrollments/<contract_id>")
+def cancel_enrollment(contract_id: str) -> Response:
+    if (invalid := _invalid(contract_id)) is not None:
+        return invalid
+    result = manage.cancel_enrollment(
+        _tables(), aws.client("scheduler"), os.environ["SCHEDULE_GROUP_NAME"], contract_id
+    )
+    if result["outcome"] == "not_found":
+        return _json(404, {"error": "EnrollmentNotFound", "message": f"no offer for contract {contract_id}"})
+    if result["outcome"] == "not_cancellable":
+        message = f"contract {contract_id} is {result['status']}; only an enrolled contract can be cancelled"
+        return _json(409, {"error": "NotCancellable", "status": result["status"], "message": message})
+    logger.info("enrollment cancelled", extra={"contract": contract_id, **result})
+    return _json(
+        200,
+        {"contractId": contract_id, "status": manage.CANCELLED, **{k: v for k, v in result.items() if k != "outcome"}},
+    )
+
+
+@app.exception_handler(Exception)
+def _unexpected(error: Exception) -> Response:
+    logger.exception("enrollment management request failed")
+    return _json(500, {"error": "InternalError", "message": "the request could not be completed; it is safe to retry"})
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    response = app.resolve(event, context)
+    metrics.add_metric(name=f"EnrollmentManageHttp{response['statusCode']}", unit="Count", value=1)
+    return response

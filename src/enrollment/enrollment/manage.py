@@ -1,0 +1,142 @@
+"""Reading and cancelling an enrollment (`GET` / `DELETE /enrollments/{contractId}`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
+
+from commonlib.clock import Clock, isoformat, utc_now
+from commonlib.errors import ConditionNotMetError, aws_errors_as_domain_errors
+from commonlib.serialization import json_ready
+from enrollment import eventual, store
+from enrollment.store import Tables
+
+CANCELLED = store.CANCELLED
+_ACTION_FIELDS = (
+    "offset",
+    "dueAt",
+    "state",
+    "trigger",
+    "scheduledAt",
+    "completedAt",
+    "cancelledAt",
+    "result",
+    "failureReason",
+)
+
+
+def _actions(tables: Tables, contract_id: str) -> list[dict[str, Any]]:
+    with aws_errors_as_domain_errors():
+        items = tables.actions.query(KeyConditionExpression=Key("contractId").eq(contract_id), ConsistentRead=True)
+    return sorted(items["Items"], key=lambda item: (int(item["offset"]), item["actionName"]))
+
+
+def enrollment_status(tables: Tables, contract_id: str) -> dict[str, Any] | None:
+    """The offer, every action with its offset, due time and state, and the audit trail."""
+    with aws_errors_as_domain_errors():
+        offer = tables.offers.get_item(Key={"OfferId": contract_id}, ConsistentRead=True).get("Item")
+        if offer is None:
+            return None
+        trail = store.audit_trail(tables, contract_id)
+    details = offer.get("offer", {})
+    answer = {
+        "contractId": contract_id,
+        "accountId": details.get("accountId"),
+        "status": offer["status"],
+        "reason": offer.get("failureReason") or offer.get("statusReason"),
+        "enrollmentDate": details.get("enrollmentDate"),
+        "enrolledAt": offer.get("enrolledAt"),
+        "cancelledAt": offer.get("cancelledAt"),
+        "correlationId": details.get("correlationId"),
+        "actions": [
+            {"name": item["actionName"], **{field: item[field] for field in _ACTION_FIELDS if field in item}}
+            for item in _actions(tables, contract_id)
+        ],
+        "audit": [
+            {key: entry[key] for key in ("at", "step", "outcome", "correlationId", "rulesVersion") if key in entry}
+            for entry in trail
+        ],
+    }
+    return json_ready(answer)
+
+
+def cancel_enrollment(
+    tables: Tables, scheduler: Any, schedule_group: str, contract_id: str, clock: Clock = utc_now
+) -> dict[str, Any]:
+    """Cancel an enrolled contract: the offer and the UCP entry become `cancelled`, pending hooks are
+    deleted and their actions marked cancelled; fulfilled actions stay fulfilled.
+
+    Outcomes: `cancelled`, `not_found`, or `not_cancellable` (with the offer's status)."""
+    now = clock()
+    with aws_errors_as_domain_errors():
+        offer = tables.offers.get_item(Key={"OfferId": contract_id}, ConsistentRead=True).get("Item")
+    if offer is None:
+        return {"outcome": "not_found"}
+    try:
+        with aws_errors_as_domain_errors():
+            tables.offers.update_item(
+                Key={"OfferId": contract_id},
+                UpdateExpression="SET #status = :cancelled, cancelledAt = :now",
+                ConditionExpression="#status = :enrolled",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":cancelled": CANCELLED,
+                    ":enrolled": store.ENROLLED,
+                    ":now": isoformat(now),
+                },
+            )
+    except ConditionNotMetError:
+        return {"outcome": "not_cancellable", "status": offer["status"]}
+
+    cancelled, left = [], []
+    for action in _actions(tables, contract_id):
+        if action["state"] not in (store.ACTION_PENDING, store.ACTION_SCHEDULED):
+            left.append({"name": action["actionName"], "state": action["state"]})
+            continue
+        _delete_schedule(scheduler, schedule_group, eventual.schedule_name(contract_id, action["actionName"]))
+        try:
+            with aws_errors_as_domain_errors():
+                tables.actions.update_item(
+                    Key={"contractId": contract_id, "actionName": action["actionName"]},
+                    UpdateExpression="SET #state = :cancelled, cancelledAt = :now",
+                    ConditionExpression="#state IN (:pending, :scheduled)",
+                    ExpressionAttributeNames={"#state": "state"},
+                    ExpressionAttributeValues={
+                        ":cancelled": store.ACTION_CANCELLED,
+                        ":pending": store.ACTION_PENDING,
+                        ":scheduled": store.ACTION_SCHEDULED,
+                        ":now": isoformat(now),
+                    },
+                )
+            cancelled.append(action["actionName"])
+        except ConditionNotMetError:
+            left.append({"name": action["actionName"], "state": "fulfilled or failed while cancelling"})
+    with aws_errors_as_domain_errors():
+        tables.ucp.update_item(
+            Key={"accountId": offer["offer"]["accountId"]},
+            UpdateExpression="SET contracts.#contract.#status = :cancelled",
+            ConditionExpression="attribute_exists(contracts.#contract)",
+            ExpressionAttributeNames={"#contract": contract_id, "#status": "status"},
+            ExpressionAttributeValues={":cancelled": CANCELLED},
+        )
+        store.append_audit(
+            tables,
+            store.audit_entry(
+                contract_id,
+                "cancel",
+                f"cancelled: {len(cancelled)} pending actions cancelled, {len(left)} already done",
+                offer["offer"].get("correlationId", "-"),
+                now,
+            ),
+        )
+    return {"outcome": "cancelled", "cancelledActions": cancelled, "completedActions": left}
+
+
+def _delete_schedule(scheduler: Any, group: str, name: str) -> None:
+    try:
+        scheduler.delete_schedule(GroupName=group, Name=name)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            raise  # not scheduled yet, or already fired and deleted itself: nothing to delete
