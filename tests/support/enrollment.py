@@ -70,3 +70,14 @@ def stream_records(kinesis: Any, stream_name: str) -> list[dict[str, Any]]:
 def payment_executions(stepfunctions: Any, state_machine_arn: str) -> list[dict[str, Any]]:
     paginator = stepfunctions.get_paginator("list_executions")
     return [e for page in paginator.paginate(stateMachineArn=state_machine_arn) for e in page["executions"]]
+
+
+def request(method: str, url: str, api_key: str | None) -> HttpAnswer:
+    prepared = urllib.request.Request(url, method=method)  # noqa: S310 - local emulator URL
+    if api_key:
+        prepared.add_header("x-api-key", api_key)
+    try:
+        with urllib.request.urlopen(prepared, timeout=REQUEST_TIMEOUT_SECONDS) as response:  # noqa: S310
+            return HttpAnswer(response.status, _json_or_text(response.read()))
+    except urllib.error.HTTPError as error:
+        return HttpAnswer(error.code, _json_or_text(error.read()))

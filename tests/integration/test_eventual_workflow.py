@@ -1,0 +1,160 @@
+"""The eventual workflow on the emulator with compressed time (samconfig `local`: OffsetUnitSeconds=3,
+so offset 16 is due 48 s after enrollment; the emulator's scheduler ticks every 10 s)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import EnrollmentApi, LocalStack
+from tests.support.enrollment import post, request, stream_records
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+SEED = json.loads((Path(__file__).resolve().parents[2] / "events/enrollment/input.json").read_text())
+ALL_HOOKS_DEADLINE_SECONDS = 150
+
+
+def enroll(api: EnrollmentApi, contract_id: str, actions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    body = copy.deepcopy(SEED)
+    body["contractId"] = contract_id
+    if actions is not None:
+        body["contractDraft"] = {"List": actions}
+    answer = post(api.url, body, api.api_key)
+    assert answer.status == 201, answer
+    return answer.body
+
+
+def status(api: EnrollmentApi, contract_id: str) -> dict[str, Any]:
+    answer = request("GET", f"{api.url}/{contract_id}", api.api_key)
+    assert answer.status == 200, answer
+    return answer.body
+
+
+def states(api: EnrollmentApi, contract_id: str) -> dict[str, str]:
+    return {action["name"]: action["state"] for action in status(api, contract_id)["actions"]}
+
+
+def schedules(local_stack: LocalStack, contract_id: str) -> list[str]:
+    found = local_stack.client("scheduler").list_schedules(GroupName=local_stack.outputs["HookScheduleGroupName"])
+    return [s["Name"] for s in found["Schedules"] if s["Name"].startswith(f"{contract_id}-")]
+
+
+def test_all_actions_fire_in_offset_order_exactly_once(local_stack: LocalStack, enrollment_api: EnrollmentApi) -> None:
+    enroll(enrollment_api, "EV-ORDER-1")
+
+    final = wait_until(
+        lambda: (
+            (s := status(enrollment_api, "EV-ORDER-1"))
+            and all(a["state"] != "pending" and a["state"] != "scheduled" for a in s["actions"])
+            and s
+        ),
+        ALL_HOOKS_DEADLINE_SECONDS,
+        "every action of EV-ORDER-1 to be fulfilled",
+        interval=1,
+    )
+
+    actions = final["actions"]
+    assert [(a["name"], a["state"]) for a in actions] == [
+        ("action2", "fulfilled"), ("action100", "fulfilled"), ("action1", "fulfilled"), ("rateChange", "fulfilled")
+    ]  # fmt: skip
+    completed = [a["completedAt"] for a in actions]
+    assert completed == sorted(completed), completed
+    assert all(a["completedAt"] >= a["dueAt"] for a in actions if a["offset"] > 0)
+    assert [a["trigger"] for a in actions] == ["same-day", "hook", "hook", "hook"]
+    fulfilled = [e["step"] for e in final["audit"] if e["outcome"].startswith("fulfilled")]
+    assert sorted(fulfilled) == sorted(f"action:{a['name']}" for a in actions)  # each exactly once
+    assert [e["step"] for e in final["audit"]].count("eventual-workflow") == 1
+    assert schedules(local_stack, "EV-ORDER-1") == []  # ActionAfterCompletion: DELETE
+
+
+def test_duplicated_stream_record_and_duplicated_hook_change_nothing(
+    local_stack: LocalStack, enrollment_api: EnrollmentApi
+) -> None:
+    enroll(enrollment_api, "EV-DUP-1", [{"name": "action100", "offset": 1}])
+    wait_until(
+        lambda: states(enrollment_api, "EV-DUP-1") == {"action100": "fulfilled"}, 60, "the hook of EV-DUP-1", interval=1
+    )
+    before = status(enrollment_api, "EV-DUP-1")
+
+    kinesis = local_stack.client("kinesis")
+    stream = local_stack.outputs["EnrollmentStreamName"]
+    record = next(r for r in stream_records(kinesis, stream) if r["contractId"] == "EV-DUP-1")
+    kinesis.put_record(StreamName=stream, PartitionKey="EV-DUP-1", Data=json.dumps(record).encode())
+    # A malformed record behind it in the same shard: once it is on the rejects queue, the duplicate
+    # in front of it has been handled too.
+    kinesis.put_record(StreamName=stream, PartitionKey="EV-DUP-1", Data=b'{"sentinel": "EV-DUP-1"}')
+    sqs = local_stack.client("sqs")
+    queue = local_stack.outputs["RejectedRecordsQueueUrl"]
+
+    def sentinel_rejected() -> bool:
+        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        return any("EV-DUP-1" in json.loads(m["Body"]).get("partitionKey", "") for m in messages)
+
+    wait_until(sentinel_rejected, 60, "the sentinel record on the rejects queue")
+    hook_event = {
+        "contractId": "EV-DUP-1",
+        "correlationId": "dup",
+        "trigger": "hook",
+        "action": {"name": "action100", "offset": 1},
+    }
+    invoked = local_stack.client("lambda").invoke(FunctionName="FulfillAction", Payload=json.dumps(hook_event).encode())
+    answer = json.loads(invoked["Payload"].read())
+
+    assert (answer["status"], answer["duplicate"]) == ("fulfilled", True)
+    assert status(enrollment_api, "EV-DUP-1") == before
+    executions = local_stack.client("stepfunctions").list_executions(
+        stateMachineArn=local_stack.outputs["EnrollmentAsyncStateMachineArn"]
+    )
+    assert len([e for e in executions["executions"] if e["name"].startswith("EV-DUP-1-")]) == 1
+
+
+def test_cancel_before_the_hooks_fire(local_stack: LocalStack, enrollment_api: EnrollmentApi) -> None:
+    enroll(
+        enrollment_api,
+        "EV-CANCEL-1",
+        [{"name": "action2", "offset": 0}, {"name": "rateChange", "offset": 100}, {"name": "action1", "offset": 90}],
+    )
+    wait_until(
+        lambda: len(schedules(local_stack, "EV-CANCEL-1")) == 2,
+        60,
+        "both hooks of EV-CANCEL-1 to be scheduled",
+        interval=1,
+    )
+
+    cancelled = request("DELETE", f"{enrollment_api.url}/EV-CANCEL-1", enrollment_api.api_key)
+
+    assert cancelled.status == 200, cancelled
+    assert sorted(cancelled.body["cancelledActions"]) == ["action1", "rateChange"]
+    assert schedules(local_stack, "EV-CANCEL-1") == []
+    after = status(enrollment_api, "EV-CANCEL-1")
+    assert after["status"] == "cancelled"
+    assert {a["name"]: a["state"] for a in after["actions"]} == {
+        "action2": "fulfilled",
+        "action1": "cancelled",
+        "rateChange": "cancelled",
+    }
+    assert any(e["step"] == "cancel" for e in after["audit"])
+    again = request("DELETE", f"{enrollment_api.url}/EV-CANCEL-1", enrollment_api.api_key)
+    assert (again.status, again.body["error"], again.body["status"]) == (409, "NotCancellable", "cancelled")
+    assert request("DELETE", f"{enrollment_api.url}/EV-NOPE", enrollment_api.api_key).status == 404
+    assert request("GET", f"{enrollment_api.url}/EV-NOPE", enrollment_api.api_key).status == 404
+    assert request("GET", f"{enrollment_api.url}/EV-CANCEL-1", None).status == 403
+
+
+def test_unknown_action_ends_failed_with_its_reason(local_stack: LocalStack, enrollment_api: EnrollmentApi) -> None:
+    enroll(enrollment_api, "EV-UNKNOWN-1", [{"name": "teleport", "offset": 1}])
+
+    final = wait_until(
+        lambda: (s := status(enrollment_api, "EV-UNKNOWN-1")) and s["actions"][0]["state"] == "failed" and s,
+        60,
+        "teleport to fail",
+        interval=1,
+    )
+
+    assert final["actions"][0]["failureReason"] == "no handler is registered for action 'teleport'"
+    assert any(e["step"] == "action:teleport" and e["outcome"] == "failed (hook)" for e in final["audit"])

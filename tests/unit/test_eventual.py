@@ -1,0 +1,224 @@
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+
+from enrollment import eventual, fulfillment, handlers, hooks, manage, offers, publisher
+from enrollment.store import Tables
+from tests.unit.enrollment_fixtures import EXECUTION, STARTED, FixedClock, seed_offer
+
+NOW = datetime(2026, 1, 31, 12, 0, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def enrolled(enrollment_tables: Tables) -> dict[str, Any]:
+    offer = offers.acquire(enrollment_tables, seed_offer(), EXECUTION, STARTED, clock=FixedClock())["offer"]
+    offers.verify_customer(enrollment_tables, offer, EXECUTION)
+    offers.commit_enrollment(enrollment_tables, offer, EXECUTION, {"rulesVersion": "v"})
+    return offer
+
+
+def record_for(offer: dict[str, Any]) -> eventual.StreamRecord:
+    return eventual.StreamRecord.model_validate(publisher.stream_record(offer, "2026-01-31T12:00:01.000Z"))
+
+
+class RecordingStepFunctions:
+    def __init__(self) -> None:
+        self.starts: list[dict[str, Any]] = []
+
+    def start_execution(self, **kwargs: Any) -> dict[str, Any]:
+        self.starts.append(kwargs)
+        return {"executionArn": f"arn:aws:states:us-east-1:1:execution:async:{kwargs['name']}"}
+
+
+def test_schedule_names_are_derived_and_bounded() -> None:
+    assert eventual.schedule_name("C-1001", "rateChange") == "C-1001-rateChange"
+    long_name = eventual.schedule_name("C" * 40, "a" * 64)
+    assert len(long_name) <= 64
+    assert long_name == eventual.schedule_name("C" * 40, "a" * 64)
+    assert long_name != eventual.schedule_name("C" * 40, "a" * 63 + "b")
+
+
+@pytest.mark.parametrize(
+    ("due", "expression"),
+    [
+        (datetime(2026, 2, 16, 12, 0, tzinfo=UTC), "at(2026-02-16T12:00:00)"),
+        (datetime(2026, 2, 16, 12, 0, 0, 1000, tzinfo=UTC), "at(2026-02-16T12:00:01)"),  # never early
+        (datetime(2026, 1, 1, tzinfo=UTC), "at(2026-01-31T12:00:06)"),  # already due: fires soon
+    ],
+)
+def test_schedule_expression(due: datetime, expression: str) -> None:
+    assert eventual.schedule_expression(due, NOW) == expression
+
+
+def test_async_input_has_one_hook_per_eventual_action_in_offset_order(enrolled: dict[str, Any]) -> None:
+    workflow_input = eventual.async_workflow_input(record_for(enrolled), NOW)
+
+    assert [hook["actionName"] for hook in workflow_input["hooks"]] == ["action100", "action1", "rateChange"]
+    rate_change = workflow_input["hooks"][-1]
+    assert rate_change["scheduleName"] == "C-1001-rateChange"
+    assert rate_change["scheduleExpression"] == "at(2026-02-16T12:00:00)"
+    target = json.loads(rate_change["targetInput"])
+    assert (target["contractId"], target["trigger"], target["action"]["name"]) == ("C-1001", "hook", "rateChange")
+
+
+def test_duplicate_record_starts_nothing_new(enrollment_tables: Tables, enrolled: dict[str, Any]) -> None:
+    stepfunctions = RecordingStepFunctions()
+    first = eventual.start_eventual_workflow(enrollment_tables, stepfunctions, "arn:sm", record_for(enrolled))
+    again = eventual.start_eventual_workflow(enrollment_tables, stepfunctions, "arn:sm", record_for(enrolled))
+
+    assert first["started"] is True
+    assert again["started"] is False
+    assert len(stepfunctions.starts) == 1
+
+
+def test_record_of_a_reverted_enrollment_starts_nothing(enrollment_tables: Tables, enrolled: dict[str, Any]) -> None:
+    offers.revert_enrollment(enrollment_tables, enrolled, EXECUTION, "boom")
+    stepfunctions = RecordingStepFunctions()
+    assert (
+        eventual.start_eventual_workflow(enrollment_tables, stepfunctions, "arn:sm", record_for(enrolled))["started"]
+        is False
+    )
+    assert stepfunctions.starts == []
+
+
+def test_failed_start_releases_the_claim(enrollment_tables: Tables, enrolled: dict[str, Any]) -> None:
+    class Failing:
+        def start_execution(self, **kwargs: Any) -> dict[str, Any]:
+            raise RuntimeError("service unavailable")
+
+    with pytest.raises(RuntimeError):
+        eventual.start_eventual_workflow(enrollment_tables, Failing(), "arn:sm", record_for(enrolled))
+    retry = eventual.start_eventual_workflow(
+        enrollment_tables, RecordingStepFunctions(), "arn:sm", record_for(enrolled)
+    )
+    assert retry["started"] is True
+
+
+def kinesis_event(*payloads: bytes) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": "C-1001",
+                    "sequenceNumber": f"{index:056d}",
+                    "data": base64.b64encode(payload).decode(),
+                    "approximateArrivalTimestamp": 1_700_000_000.0,
+                },
+                "eventSource": "aws:kinesis",
+                "eventVersion": "1.0",
+                "eventID": f"shardId-000000000000:{index:056d}",
+                "eventName": "aws:kinesis:record",
+                "invokeIdentityArn": "arn:aws:iam::123456789012:role/x",
+                "awsRegion": "us-east-1",
+                "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/EnrollmentStream",
+            }
+            for index, payload in enumerate(payloads, start=1)
+        ]
+    }
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"not json", b"\xff\xfe", b"[]", b'{"type": "ContractEnrolled"}', b'{"type": "Other", "version": 1}'],
+)
+def test_data_lambda_reports_and_skips_a_malformed_record(
+    enrollment_tables: Tables,
+    enrolled: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    lambda_context: Any,
+    payload: bytes,
+) -> None:
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    queue_url = sqs.create_queue(QueueName="enrollment-stream-rejects")["QueueUrl"]
+    monkeypatch.setenv("REJECTED_RECORDS_QUEUE_URL", queue_url)
+    monkeypatch.setenv("ENROLLMENT_ASYNC_STATE_MACHINE_ARN", "arn:sm")
+    stepfunctions = RecordingStepFunctions()
+    from commonlib import aws as aws_clients
+
+    monkeypatch.setattr(aws_clients, "client", lambda name, **_: stepfunctions if name == "stepfunctions" else sqs)
+    handlers._tables.cache_clear()
+    good = json.dumps(publisher.stream_record(enrolled, "2026-01-31T12:00:01.000Z")).encode()
+
+    response = handlers.data_lambda(kinesis_event(payload, good), lambda_context)
+
+    assert response == {"batchItemFailures": []}
+    assert len(stepfunctions.starts) == 1  # the good record behind the bad one went through
+    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+    assert len(messages) == 1
+    assert json.loads(messages[0]["Body"])["sequenceNumber"] == f"{1:056d}"
+
+
+def test_hook_is_created_once(aws: None) -> None:
+    scheduler = boto3.client("scheduler", region_name="us-east-1")
+    scheduler.create_schedule_group(Name="enrollment-hooks")
+    target = hooks.HookTarget(
+        "enrollment-hooks",
+        "arn:aws:lambda:us-east-1:123456789012:function:F",
+        "arn:aws:iam::123456789012:role/r",
+        "arn:aws:sqs:us-east-1:123456789012:dlq",
+    )
+    hook = {"scheduleName": "C-1-a", "scheduleExpression": "at(2030-01-01T00:00:00)", "targetInput": "{}"}
+
+    assert hooks.create_hook(scheduler, target, hook)["created"] is True
+    assert hooks.create_hook(scheduler, target, hook) == {
+        "created": False,
+        "scheduleName": "C-1-a",
+        "reason": "already scheduled",
+    }
+    created = scheduler.get_schedule(GroupName="enrollment-hooks", Name="C-1-a")
+    assert created["ActionAfterCompletion"] == "DELETE"
+    assert created["Target"]["RetryPolicy"] == hooks.HOOK_RETRY_POLICY
+
+
+def test_cancel_deletes_hooks_and_keeps_fulfilled_actions(enrollment_tables: Tables, enrolled: dict[str, Any]) -> None:
+    scheduler = boto3.client("scheduler", region_name="us-east-1")
+    scheduler.create_schedule_group(Name="enrollment-hooks")
+    target = hooks.HookTarget(
+        "enrollment-hooks",
+        "arn:aws:lambda:us-east-1:123456789012:function:F",
+        "arn:aws:iam::123456789012:role/r",
+        "arn:aws:sqs:us-east-1:123456789012:dlq",
+    )
+    for hook in eventual.async_workflow_input(record_for(enrolled), NOW)["hooks"]:
+        hooks.create_hook(scheduler, target, hook)
+    fulfillment.fulfil(enrollment_tables, "C-1001", enrolled["immediateActions"][0], "corr", "same-day")
+
+    result = manage.cancel_enrollment(enrollment_tables, scheduler, "enrollment-hooks", "C-1001")
+
+    assert result["outcome"] == "cancelled"
+    assert sorted(result["cancelledActions"]) == ["action1", "action100", "rateChange"]
+    assert result["completedActions"] == [{"name": "action2", "state": "fulfilled"}]
+    assert scheduler.list_schedules(GroupName="enrollment-hooks")["Schedules"] == []
+    status = manage.enrollment_status(enrollment_tables, "C-1001")
+    assert status["status"] == "cancelled"
+    assert {a["name"]: a["state"] for a in status["actions"]} == {
+        "action2": "fulfilled", "action100": "cancelled", "action1": "cancelled", "rateChange": "cancelled"
+    }  # fmt: skip
+    assert (
+        enrollment_tables.ucp.get_item(Key={"accountId": "A-100"})["Item"]["contracts"]["C-1001"]["status"]
+        == "cancelled"
+    )
+    assert any(entry["step"] == "cancel" for entry in status["audit"])
+    assert manage.cancel_enrollment(enrollment_tables, scheduler, "enrollment-hooks", "C-1001") == {
+        "outcome": "not_cancellable", "status": "cancelled"
+    }  # fmt: skip
+    assert manage.cancel_enrollment(enrollment_tables, scheduler, "enrollment-hooks", "C-404") == {
+        "outcome": "not_found"
+    }
+    # A hook that fires after all (it was already in flight) changes nothing.
+    late = fulfillment.fulfil(enrollment_tables, "C-1001", enrolled["eventualActions"][0], "corr", "hook")
+    assert (late["status"], late["duplicate"]) == ("cancelled", True)
+
+
+def test_cancelled_contract_is_not_enrolled_again(enrollment_tables: Tables, enrolled: dict[str, Any]) -> None:
+    scheduler = boto3.client("scheduler", region_name="us-east-1")
+    manage.cancel_enrollment(enrollment_tables, scheduler, "enrollment-hooks", "C-1001")
+    again = offers.acquire(enrollment_tables, seed_offer(), "arn:other", STARTED)
+    assert again["rejection"]["error"] == "ContractCancelled"
