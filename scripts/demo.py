@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from stack import DEFAULT_STACK, local_client, outputs
 
 ROOT = Path(__file__).resolve().parent.parent
 EXECUTION_DEADLINE_SECONDS = 60
+HOOKS_DEADLINE_SECONDS = 120
 
 
 def wait_for_execution(stepfunctions: Any, execution_arn: str, deadline_seconds: float) -> dict[str, Any]:
@@ -96,6 +99,50 @@ def post_offer(url: str, key: str, body: dict[str, Any]) -> tuple[int, dict[str,
     return status, json.loads(raw), time.monotonic() - started
 
 
+def get_enrollment(url: str, key: str, contract_id: str) -> dict[str, Any]:
+    request = urllib.request.Request(f"{url}/{contract_id}", headers={"x-api-key": key})  # noqa: S310 - local URL
+    with urllib.request.urlopen(request, timeout=EXECUTION_DEADLINE_SECONDS) as response:  # noqa: S310
+        return json.loads(response.read())
+
+
+def follow_hooks(url: str, key: str, contract_id: str) -> None:
+    """Watch the eventual actions fire at their (compressed) due times, then print the final table."""
+    print(f"\n   Waiting for the hooks (GET {url}/{contract_id}; one offset day lasts a few seconds locally):")
+    started, last_line, last_states = time.monotonic(), "", None
+    interactive = sys.stdout.isatty()
+    while True:
+        enrollment = get_enrollment(url, key, contract_id)
+        now = datetime.now(UTC)
+        parts = []
+        for action in enrollment["actions"]:
+            if action["state"] in ("pending", "scheduled"):
+                due_in = (datetime.fromisoformat(action["dueAt"].replace("Z", "+00:00")) - now).total_seconds()
+                when = f"in {round(due_in)}s" if due_in > 0 else "now"
+                parts.append(f"{action['name']} {action['state']} (due {when})")
+            else:
+                parts.append(f"{action['name']} {action['state']}")
+        line = f"   t+{time.monotonic() - started:5.1f}s  " + " | ".join(parts)
+        if interactive:
+            print("\r" + line.ljust(len(last_line)), end="", flush=True)
+        elif (states := [action["state"] for action in enrollment["actions"]]) != last_states:
+            print(line)  # without a terminal, one line per change of state
+            last_states = states
+        last_line = line
+        if all(action["state"] not in ("pending", "scheduled") for action in enrollment["actions"]):
+            break
+        if time.monotonic() - started > HOOKS_DEADLINE_SECONDS:
+            print(f"\n   gave up waiting after {HOOKS_DEADLINE_SECONDS} s")
+            raise SystemExit(1)
+        time.sleep(1)
+    print("\n\n   action      offset  due                       state      done at                   by")
+    for action in enrollment["actions"]:
+        print(
+            f"   {action['name']:<11} {action['offset']:>6}  {action['dueAt']:<25} {action['state']:<10} "
+            f"{action.get('completedAt', '-'):<25} {action.get('trigger', '-')}"
+        )
+    print(f"   contract status: {enrollment['status']}; audit entries: {len(enrollment['audit'])}")
+
+
 def run_enrollment(port: int, stack_outputs: dict[str, str]) -> None:
     seed = json.loads((ROOT / "events/enrollment/input.json").read_text())
     # The seed's offer, under a contract id of its own per run: one contract enrolls only once.
@@ -135,6 +182,8 @@ def run_enrollment(port: int, stack_outputs: dict[str, str]) -> None:
     for entry in entries:
         print(f"     {entry['at']['S']}  {entry['step']['S']:<16} {entry['outcome']['S']}")
 
+    follow_hooks(url, key, contract_id)
+
     ineligible = {**seed, "contractId": f"{contract_id}-B", "accountId": "A-200"}
     status, body, _ = post_offer(url, key, ineligible)
     print(f"\n   The same offer for account A-200 (bankruptcy flag): HTTP {status}, {body['status']}")
@@ -152,6 +201,7 @@ def explain_next_steps(port: int, stack_name: str) -> None:
    sam remote invoke --stack-name {stack_name} CreateOrderFunction --event-file events/payment/create-order.json
    sam list stack-outputs --stack-name {stack_name}
    aws dynamodb scan --table-name EnrollmentAudit
+   aws scheduler list-schedules --group-name enrollment-hooks
    aws apigateway get-api-key --include-value --api-key <EnrollmentApiKeyId>   # the x-api-key value
 == Stop
    make down                  # stops only the emulator this project started"""

@@ -62,6 +62,12 @@ def test_readme_bash_blocks_run_against_a_fresh_emulator(built: None) -> None:
             "HTTP 201", "HTTP 201", "HTTP 400", "HTTP 403"
         ]  # fmt: skip
         assert "receive-offer\treceived" in api
+        lifecycle = output_of("C-README-2")
+        assert [line for line in lifecycle.splitlines() if "HTTP " in line] == [
+            "POST HTTP 201", "HTTP 200", "HTTP 200", "HTTP 409"
+        ]  # fmt: skip
+        assert "C-README-2-rateChange" in lifecycle
+        assert '"status": "cancelled"' in lifecycle
         walkthrough = output_of("list-attached-role-policies")
         assert '"PolicyName": "lambda-policy"' in walkthrough
         assert '"python3.13"' in walkthrough
