@@ -13,7 +13,7 @@ LOCAL_ENV := AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGIO
 	AWS_REGION=us-east-1 AWS_ENDPOINT_URL=http://localhost:$(EMULATOR_PORT) SAM_CLI_TELEMETRY=0 \
 	PATH="$(CURDIR)/$(BIN):$$PATH"
 
-.PHONY: help venv lock up down demo test lint unit integration env clean
+.PHONY: help venv lock up down demo test lint unit integration env clean diagrams cost bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -59,6 +59,15 @@ integration: venv ## Integration tests only (fresh emulator on a free port)
 
 test: lint ## Every test: lint, unit, integration
 	$(BIN)/pytest -q
+
+diagrams: venv ## Re-render README.md's state machine diagrams from statemachine/*.asl.json
+	$(BIN)/python scripts/asl_diagram.py
+
+bench: venv ## Benchmark on a fresh emulator; writes bench/results/latest.{json,md}
+	$(LOCAL_ENV) $(BIN)/python scripts/bench.py
+
+cost: venv ## Cost per million enrollments and payment workflows at AWS list prices
+	$(BIN)/python scripts/cost_model.py
 
 clean: ## Remove build output (keeps the venv)
 	rm -rf .aws-sam packaged.yaml .pytest_cache .ruff_cache

@@ -1,0 +1,115 @@
+"""Render each state machine's ASL as a Mermaid flowchart, and keep README.md's copies current.
+
+    python scripts/asl_diagram.py            # rewrite the diagrams between the README markers
+    python scripts/asl_diagram.py --check    # exit 1 when README.md differs from the ASL
+
+A README block `<!-- asl-diagram: statemachine/X.asl.json -->` ... `<!-- /asl-diagram -->` holds the
+diagram of that file. Tasks are boxes, Choices diamonds, Pass states rounded, Fail/Succeed circles;
+a dotted edge is a Catch; a Map is a subgraph of its item states.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+BLOCK = re.compile(r"(<!-- asl-diagram: (?P<path>[^ ]+) -->\n)(?P<body>.*?)(<!-- /asl-diagram -->)", re.S)
+OPERATORS = ("StringEquals", "BooleanEquals", "NumericEquals", "IsPresent", "IsString", "StringMatches")
+
+
+def _label(text: str) -> str:
+    return text.replace('"', "'")
+
+
+def _resource(state: dict[str, Any]) -> str:
+    resource = state.get("Resource", "")
+    if resource == "arn:aws:states:::lambda:invoke":
+        target = state.get("Parameters", {}).get("FunctionName", "")
+        return "lambda: " + re.sub(r"^\$\{(\w+?)(FunctionArn)?\}$", r"\1", target)
+    return resource.removeprefix("arn:aws:states:::")
+
+
+def _node(name: str, state: dict[str, Any], prefix: str) -> str:
+    node_id = f"{prefix}{name}"
+    kind = state["Type"]
+    if kind == "Task":
+        return f'    {node_id}["{name}<br/><small>{_label(_resource(state))}</small>"]'
+    if kind == "Choice":
+        return f"    {node_id}{{{name}}}"
+    if kind in ("Fail", "Succeed"):
+        error = state.get("Error") or state.get("ErrorPath") or kind
+        return f'    {node_id}(("{name}<br/><small>{_label(error)}</small>"))'
+    return f"    {node_id}([{name}])"
+
+
+def _condition(rule: dict[str, Any]) -> str:
+    if "And" in rule or "Or" in rule:
+        joiner = " and " if "And" in rule else " or "
+        return joiner.join(_condition(part) for part in rule.get("And") or rule.get("Or"))
+    operator = next((op for op in OPERATORS if op in rule), next(k for k in rule if k not in ("Variable", "Next")))
+    return f"{rule.get('Variable', '')} {operator} {json.dumps(rule[operator])}"
+
+
+def _edges(name: str, state: dict[str, Any], prefix: str) -> list[str]:
+    source, lines = f"{prefix}{name}", []
+    if "Next" in state:
+        lines.append(f"    {source} --> {prefix}{state['Next']}")
+    for rule in state.get("Choices", []):
+        lines.append(f'    {source} -- "{_label(_condition(rule))}" --> {prefix}{rule["Next"]}')
+    if "Default" in state:
+        lines.append(f"    {source} -- default --> {prefix}{state['Default']}")
+    for catcher in state.get("Catch", []):
+        lines.append(f'    {source} -. "{_label(", ".join(catcher["ErrorEquals"]))}" .-> {prefix}{catcher["Next"]}')
+    return lines
+
+
+def _states(states: dict[str, Any], start: str, prefix: str) -> list[str]:
+    lines = [f"    {prefix}start(( )) --> {prefix}{start}"] if not prefix else []
+    for name, state in states.items():
+        if state["Type"] == "Map":
+            inner = state.get("ItemProcessor") or state["Iterator"]
+            lines.append(
+                f'    subgraph {prefix}{name}["{name} (Map, MaxConcurrency {state.get("MaxConcurrency", 0)})"]'
+            )
+            lines.append("    direction TB")
+            lines += _states(inner["States"], inner["StartAt"], f"{prefix}{name}_")
+            lines.append("    end")
+        else:
+            lines.append(_node(name, state, prefix))
+        lines += _edges(name, state, prefix)
+    return lines
+
+
+def render(asl_path: Path) -> str:
+    definition = json.loads(asl_path.read_text())
+    body = "\n".join(["flowchart TD", *_states(definition["States"], definition["StartAt"], "")])
+    return f"```mermaid\n{body}\n```\n"
+
+
+def updated_readme(text: str) -> str:
+    return BLOCK.sub(lambda m: f"{m.group(1)}{render(ROOT / m['path'])}{m.group(4)}", text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args()
+    current = README.read_text()
+    wanted = updated_readme(current)
+    if args.check:
+        if current != wanted:
+            print("README.md diagrams differ from the ASL: run `make diagrams`", file=sys.stderr)
+            sys.exit(1)
+        return
+    README.write_text(wanted)
+    print(f"{len(BLOCK.findall(current))} diagrams written")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,277 @@
+"""Cost per million enrollments (4 actions: 1 same day, 3 eventual) and per million payment workflows,
+from the template and the request counts and item sizes of this code, at AWS list prices.
+
+    python scripts/cost_model.py [--durations bench/results/latest.json] [--json]
+
+Prices: us-east-1 on-demand list prices (PRICES_AS_OF below), with no free tier applied. They are
+stated here, not fetched: check them against the AWS pricing pages before you rely on a number.
+Lambda durations come from a benchmark result file when one is given (warm durations measured on
+the local emulator, a stand-in for AWS), otherwise from the defaults below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "src/layers/common"), str(ROOT / "src/enrollment")]
+
+from commonlib.validation import parse  # noqa: E402
+from enrollment import model, publisher  # noqa: E402
+from tests.support.template import template  # noqa: E402
+
+PRICES_AS_OF = "2025-01 list prices, us-east-1, not re-verified on 2026-11-22"
+PRICES = {
+    "apigateway_rest_per_million": 3.50,
+    "lambda_request_per_million": 0.20,
+    "lambda_gb_second": {"x86_64": 0.0000166667, "arm64": 0.0000133334},
+    "sfn_express_request_per_million": 1.00,
+    "sfn_express_gb_second": 0.00001667,  # billed at the state machine's memory, 64 MB minimum
+    "sfn_standard_per_1000_transitions": 0.025,
+    "dynamodb_write_request_unit_per_million": 0.625,
+    "dynamodb_read_request_unit_per_million": 0.125,
+    "kinesis_on_demand_gb_in": 0.08,
+    "kinesis_on_demand_gb_out": 0.04,
+    "scheduler_invocation_per_million": 1.00,
+    "cloudwatch_logs_ingest_per_gb": 0.50,
+    "sqs_per_million": 0.40,
+}
+DEFAULT_WARM_DURATION_MS = 40  # per Lambda invocation when no measurement is given
+EXPRESS_MEMORY_GB = 0.0625
+LOG_BYTES_PER_INVOCATION = 1200  # START/END/REPORT plus one structured line
+
+
+@dataclass
+class Line:
+    service: str
+    what: str
+    usd_per_million: float
+
+
+@dataclass
+class Model:
+    lines: list[Line] = field(default_factory=list)
+
+    def add(self, service: str, what: str, usd_per_million: float) -> None:
+        self.lines.append(Line(service, what, usd_per_million))
+
+    def by_service(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for line in self.lines:
+            totals[line.service] = totals.get(line.service, 0.0) + line.usd_per_million
+        return dict(sorted(totals.items(), key=lambda item: -item[1]))
+
+    @property
+    def total(self) -> float:
+        return sum(line.usd_per_million for line in self.lines)
+
+
+def item_kb(item: dict[str, Any]) -> int:
+    """Write request units of one write of `item` (1 per KB, rounded up; names count too)."""
+    size = sum(len(key) + len(json.dumps(value, default=str)) for key, value in item.items())
+    return max(1, math.ceil(size / 1024))
+
+
+def function_settings() -> dict[str, tuple[float, str]]:
+    """(memory GB, architecture) of each function, from template.yaml."""
+    document = template()
+    globals_ = document["Globals"]["Function"]
+    settings = {}
+    for logical_id, body in document["Resources"].items():
+        if body["Type"] != "AWS::Serverless::Function":
+            continue
+        properties = body["Properties"]
+        memory = properties.get("MemorySize", globals_["MemorySize"])
+        architecture = properties.get("Architectures", globals_["Architectures"])[0]
+        settings[logical_id] = (memory / 1024, architecture)
+    return settings
+
+
+def sample_items() -> dict[str, int]:
+    """WRUs of the items the seed's offer writes, built by the domain code itself."""
+    request = parse(model.EnrollmentRequest, json.loads((ROOT / "events/enrollment/input.json").read_text()))
+    now = datetime(2026, 11, 22, tzinfo=UTC)
+    immediate, eventual = model.split_actions(request, now)
+    payments = model.payment_schedule(request, now)
+    offer = {
+        **request.model_dump(),
+        "correlationId": "0" * 36,
+        "enrollmentDate": now.isoformat(),
+        "immediateActions": immediate,
+        "eventualActions": eventual,
+        "payments": payments,
+    }
+    offer_item = {"OfferId": request.contractId, "status": "enrolled", "executionId": "x" * 110, "offer": offer}
+    account_item = {
+        "accountId": "A-100",
+        "status": "active",
+        "flags": [],
+        "contracts": {request.contractId: {"payments": payments}},
+    }
+    action_item = {
+        "contractId": request.contractId,
+        "actionName": "rateChange",
+        "offset": 16,
+        "dueAt": now.isoformat(),
+        "data": {},
+        "state": "scheduled",
+    }
+    audit_item = {
+        "contractId": request.contractId,
+        "entryId": "x" * 60,
+        "at": now.isoformat(),
+        "step": "verify-customer",
+        "outcome": "verified",
+        "correlationId": "0" * 36,
+    }
+    record = publisher.stream_record(offer, now.isoformat())
+    return {
+        "offer": item_kb(offer_item),
+        "account": item_kb(account_item),
+        "action": item_kb(action_item),
+        "audit": item_kb(audit_item),
+        "stream_record_bytes": len(json.dumps(record)),
+    }
+
+
+def measured_durations(path: Path | None) -> dict[str, float]:
+    if path is None or not path.exists():
+        return {}
+    return json.loads(path.read_text()).get("warmDurationsMs", {})
+
+
+def enrollment_model(durations: dict[str, float]) -> Model:
+    costs, sizes, functions = Model(), sample_items(), function_settings()
+    per_million = 1_000_000
+
+    costs.add("API Gateway", "1 REST request", PRICES["apigateway_rest_per_million"])
+
+    # Lambda: the immediate path and the eventual path, one invocation each unless noted.
+    invocations = {
+        "EnrollmentApiFunction": 1, "AcceptOfferFunction": 1, "VerifyCustomerFunction": 1, "RulesLabFunction": 1,
+        "CommitEnrollmentFunction": 1, "PublishEnrollmentFunction": 1, "FulfillActionFunction": 4,
+        "DataLambdaFunction": 1, "ScheduleHookFunction": 3,
+    }  # fmt: skip
+    for logical_id, count in invocations.items():
+        memory_gb, architecture = functions[logical_id]
+        seconds = durations.get(logical_id, DEFAULT_WARM_DURATION_MS) / 1000
+        billed = math.ceil(seconds * 1000) / 1000
+        costs.add("Lambda", f"{logical_id} x{count} requests", count * PRICES["lambda_request_per_million"])
+        gb_seconds = count * memory_gb * billed
+        costs.add(
+            "Lambda",
+            f"{logical_id} x{count} duration",
+            gb_seconds * PRICES["lambda_gb_second"][architecture] * per_million,
+        )
+
+    express_seconds = durations.get("EnrollmentStateMachine", 0.3 * 1000) / 1000
+    costs.add("Step Functions", "EnrollmentStateMachine (EXPRESS) request", PRICES["sfn_express_request_per_million"])
+    costs.add(
+        "Step Functions",
+        "EnrollmentStateMachine duration",
+        math.ceil(express_seconds * 10) / 10 * EXPRESS_MEMORY_GB * PRICES["sfn_express_gb_second"] * per_million,
+    )
+    costs.add(
+        "Step Functions", "EnrollmentAsyncStateMachine (EXPRESS) request", PRICES["sfn_express_request_per_million"]
+    )
+    costs.add(
+        "Step Functions",
+        "EnrollmentAsyncStateMachine duration",
+        0.2 * EXPRESS_MEMORY_GB * PRICES["sfn_express_gb_second"] * per_million,
+    )
+
+    offer, account, action, audit = sizes["offer"], sizes["account"], sizes["action"], sizes["audit"]
+    writes = {
+        "Offers put (received)": offer,
+        "Offers update (verified)": offer,
+        "commit transaction: offer + UCP + 4 actions + 2 audit, x2 for a transaction": 2
+        * (offer + account + 4 * action + 2 * audit),
+        "Offers update (eventual workflow started)": offer,
+        "actions: 3 x scheduled + 4 x fulfilled": 7 * action,
+        "audit appends outside the commit (received, verified, published, started, 3 hooks, 4 actions)": 11 * audit,
+    }
+    for what, units in writes.items():
+        costs.add("DynamoDB", f"{what}: {units} WRU", units * PRICES["dynamodb_write_request_unit_per_million"])
+    costs.add("DynamoDB", "UCP read (verify, consistent): 1 RRU", PRICES["dynamodb_read_request_unit_per_million"])
+
+    record_gb = sizes["stream_record_bytes"] / 1024**3
+    kinesis_per_gb = PRICES["kinesis_on_demand_gb_in"] + PRICES["kinesis_on_demand_gb_out"]
+    what = f"1 record of {sizes['stream_record_bytes']} B in and out (stream-hours not included)"
+    costs.add("Kinesis", what, record_gb * kinesis_per_gb * per_million)
+    costs.add("Scheduler", "3 hook invocations", 3 * PRICES["scheduler_invocation_per_million"])
+    log_gb = sum(invocations.values()) * LOG_BYTES_PER_INVOCATION / 1024**3
+    costs.add(
+        "CloudWatch Logs",
+        f"{sum(invocations.values())} invocations' logs at INFO",
+        log_gb * PRICES["cloudwatch_logs_ingest_per_gb"] * per_million,
+    )
+    return costs
+
+
+def payment_model(durations: dict[str, float]) -> Model:
+    costs, functions = Model(), function_settings()
+    transitions = 6  # start, NormalizeInput, 3 tasks, PaymentAccepted (as billed: state entries)
+    costs.add(
+        "Step Functions",
+        f"mock-payment-workflow (STANDARD): {transitions} transitions",
+        transitions * PRICES["sfn_standard_per_1000_transitions"] * 1000,
+    )
+    for logical_id in ("CreateOrderFunction", "HoldPaymentFunction", "AcceptPaymentFunction"):
+        memory_gb, architecture = functions[logical_id]
+        seconds = durations.get(logical_id, DEFAULT_WARM_DURATION_MS) / 1000
+        costs.add(
+            "Lambda",
+            f"{logical_id} request + duration",
+            PRICES["lambda_request_per_million"]
+            + memory_gb * seconds * PRICES["lambda_gb_second"][architecture] * 1_000_000,
+        )
+    costs.add(
+        "DynamoDB", "1 put + 2 updates of a <1 KB order: 3 WRU", 3 * PRICES["dynamodb_write_request_unit_per_million"]
+    )
+    return costs
+
+
+def report(title: str, costs: Model) -> str:
+    lines = [f"{title}: ${costs.total:,.2f} per million", "", "| Service | USD per million |", "| --- | ---: |"]
+    lines += [f"| {service} | {usd:,.2f} |" for service, usd in costs.by_service().items()]
+    lines += ["", "| Line item | USD per million |", "| --- | ---: |"]
+    lines += [f"| {line.service}: {line.what} | {line.usd_per_million:,.2f} |" for line in costs.lines]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--durations", type=Path, default=ROOT / "bench/results/latest.json")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    durations = measured_durations(args.durations)
+    enrollments, payments = enrollment_model(durations), payment_model(durations)
+    if args.json:
+        summary = {
+            "pricesAsOf": PRICES_AS_OF,
+            "enrollmentPerMillion": round(enrollments.total, 2),
+            "enrollmentByService": {service: round(usd, 2) for service, usd in enrollments.by_service().items()},
+            "paymentWorkflowPerMillion": round(payments.total, 2),
+        }
+        print(json.dumps(summary, indent=2))
+        return
+    source = (
+        f"measured durations from {args.durations}"
+        if durations
+        else f"{DEFAULT_WARM_DURATION_MS} ms per invocation (no measurement given)"
+    )
+    print(f"Prices: {PRICES_AS_OF}; Lambda durations: {source}.\n")
+    print(report("Enrollment with 4 actions (1 same day, 3 hooks), PaymentDestination=none", enrollments))
+    print()
+    print(report("Mock payment workflow", payments))
+
+
+if __name__ == "__main__":
+    main()
