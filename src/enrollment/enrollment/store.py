@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from boto3.dynamodb.conditions import Key
 from boto3.dynamodb.types import TypeDeserializer
 
 from commonlib import aws
@@ -54,8 +55,8 @@ class Tables:
     def from_environment(cls) -> Tables:
         return cls(
             offers=aws.dynamodb_table(os.environ["OFFERS_TABLE_NAME"]),
-            ucp=aws.dynamodb_table(os.environ.get("UCP_TABLE_NAME", "-")),
-            actions=aws.dynamodb_table(os.environ.get("ACTIONS_TABLE_NAME", "-")),
+            ucp=aws.dynamodb_table(os.environ["UCP_TABLE_NAME"]),
+            actions=aws.dynamodb_table(os.environ["ACTIONS_TABLE_NAME"]),
             audit=aws.dynamodb_table(os.environ["AUDIT_TABLE_NAME"]),
         )
 
@@ -117,8 +118,6 @@ def _is_low_level(value: Any) -> bool:
 
 
 def audit_trail(tables: Tables, contract_id: str) -> list[dict[str, Any]]:
-    from boto3.dynamodb.conditions import Key
-
     items: list[dict[str, Any]] = []
     query = {"KeyConditionExpression": Key("contractId").eq(contract_id), "ConsistentRead": True}
     while True:
