@@ -369,7 +369,7 @@ def main() -> None:
         result["seconds"] = round(time.monotonic() - started, 1)
     finally:
         emulator.stop_pid(process.pid)
-        emulator.pid_file(port).unlink(missing_ok=True)
+        emulator.forget(port)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / "latest.md").write_text(markdown(result))

@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -40,6 +41,13 @@ def log_file(port: int) -> Path:
     return STATE_DIR / f"ministack-{port}.log"
 
 
+def temp_dir(port: int) -> Path:
+    """The emulator's TMPDIR. It unpacks code and layers for every Lambda worker it starts (tens of
+    MB each) and does not always remove them, so each emulator of ours gets a directory of its own
+    that is deleted when we stop it."""
+    return STATE_DIR / f"tmp-{port}"
+
+
 def is_healthy(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"{endpoint(port)}/_localstack/health", timeout=1) as response:  # noqa: S310 - http only
@@ -63,6 +71,7 @@ def emulator_environment(port: int, extra: dict[str, str] | None = None) -> dict
             "BIND_HOST": "127.0.0.1",
             "MINISTACK_REGION": "us-east-1",
             "LOG_LEVEL": os.environ.get("EMULATOR_LOG_LEVEL", "WARNING"),
+            "TMPDIR": str(temp_dir(port)),
             # Workers import handler code with the emulator's interpreter: keep it this venv's.
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         }
@@ -77,6 +86,8 @@ def start(port: int, extra_env: dict[str, str] | None = None) -> subprocess.Pope
         print(f"emulator already answering on {endpoint(port)}: reusing it")
         return None
     STATE_DIR.mkdir(exist_ok=True)
+    shutil.rmtree(temp_dir(port), ignore_errors=True)  # left by an emulator that was killed
+    temp_dir(port).mkdir()
     ministack = Path(sys.executable).parent / "ministack"
     with log_file(port).open("ab") as log:
         process = subprocess.Popen(
@@ -92,13 +103,14 @@ def start(port: int, extra_env: dict[str, str] | None = None) -> subprocess.Pope
     deadline = time.monotonic() + HEALTH_DEADLINE_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pid_file(port).unlink(missing_ok=True)
+            forget(port)
             raise RuntimeError(f"emulator exited with {process.returncode}; see {log_file(port)}")
         if is_healthy(port):
             print(f"emulator started on {endpoint(port)} (pid {process.pid}, log {log_file(port)})")
             return process
         time.sleep(0.1)
     stop_pid(process.pid)
+    forget(port)
     raise TimeoutError(f"emulator not healthy within {HEALTH_DEADLINE_SECONDS}s; see {log_file(port)}")
 
 
@@ -125,14 +137,21 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+def forget(port: int) -> None:
+    """Remove what an emulator of ours on `port` left behind: its PID file and its TMPDIR."""
+    pid_file(port).unlink(missing_ok=True)
+    shutil.rmtree(temp_dir(port), ignore_errors=True)
+
+
 def stop(port: int) -> bool:
     path = pid_file(port)
     if not path.exists():
         print(f"no emulator started by this project on port {port}")
+        shutil.rmtree(temp_dir(port), ignore_errors=True)
         return False
     pid = int(path.read_text())
     stop_pid(pid)
-    path.unlink(missing_ok=True)
+    forget(port)
     print(f"emulator (pid {pid}) on port {port} stopped")
     return True
 

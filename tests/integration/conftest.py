@@ -49,7 +49,7 @@ def fresh_emulator() -> Iterator[int]:
         yield port
     finally:
         emulator.stop_pid(process.pid)
-        emulator.pid_file(port).unlink(missing_ok=True)
+        emulator.forget(port)
 
 
 @pytest.fixture(scope="session")
