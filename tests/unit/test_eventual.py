@@ -155,15 +155,23 @@ def test_data_lambda_reports_and_skips_a_malformed_record(
     assert json.loads(messages[0]["Body"])["sequenceNumber"] == f"{1:056d}"
 
 
-def test_hook_is_created_once(aws: None) -> None:
-    scheduler = boto3.client("scheduler", region_name="us-east-1")
-    scheduler.create_schedule_group(Name="enrollment-hooks")
-    target = hooks.HookTarget(
-        "enrollment-hooks",
-        "arn:aws:lambda:us-east-1:123456789012:function:F",
-        "arn:aws:iam::123456789012:role/r",
-        "arn:aws:sqs:us-east-1:123456789012:dlq",
-    )
+HOOK_TARGET = hooks.HookTarget(
+    "enrollment-hooks",
+    "arn:aws:lambda:us-east-1:123456789012:function:F",
+    "arn:aws:iam::123456789012:role/r",
+    "arn:aws:sqs:us-east-1:123456789012:dlq",
+)
+
+
+@pytest.fixture
+def scheduler(aws: None) -> Any:
+    client = boto3.client("scheduler", region_name="us-east-1")
+    client.create_schedule_group(Name=HOOK_TARGET.schedule_group)
+    return client
+
+
+def test_hook_is_created_once(scheduler: Any) -> None:
+    target = HOOK_TARGET
     hook = {"scheduleName": "C-1-a", "scheduleExpression": "at(2030-01-01T00:00:00)", "targetInput": "{}"}
 
     assert hooks.create_hook(scheduler, target, hook)["created"] is True
@@ -177,15 +185,10 @@ def test_hook_is_created_once(aws: None) -> None:
     assert created["Target"]["RetryPolicy"] == hooks.HOOK_RETRY_POLICY
 
 
-def test_cancel_deletes_hooks_and_keeps_fulfilled_actions(enrollment_tables: Tables, enrolled: dict[str, Any]) -> None:
-    scheduler = boto3.client("scheduler", region_name="us-east-1")
-    scheduler.create_schedule_group(Name="enrollment-hooks")
-    target = hooks.HookTarget(
-        "enrollment-hooks",
-        "arn:aws:lambda:us-east-1:123456789012:function:F",
-        "arn:aws:iam::123456789012:role/r",
-        "arn:aws:sqs:us-east-1:123456789012:dlq",
-    )
+def test_cancel_deletes_hooks_and_keeps_fulfilled_actions(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
+) -> None:
+    target = HOOK_TARGET
     for hook in eventual.async_workflow_input(record_for(enrolled), NOW)["hooks"]:
         hooks.create_hook(scheduler, target, hook)
     fulfillment.fulfil(enrollment_tables, "C-1001", enrolled["immediateActions"][0], "corr", "same-day")
@@ -217,8 +220,9 @@ def test_cancel_deletes_hooks_and_keeps_fulfilled_actions(enrollment_tables: Tab
     assert (late["status"], late["duplicate"]) == ("cancelled", True)
 
 
-def test_cancelled_contract_is_not_enrolled_again(enrollment_tables: Tables, enrolled: dict[str, Any]) -> None:
-    scheduler = boto3.client("scheduler", region_name="us-east-1")
+def test_cancelled_contract_is_not_enrolled_again(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
+) -> None:
     manage.cancel_enrollment(enrollment_tables, scheduler, "enrollment-hooks", "C-1001")
     again = offers.acquire(enrollment_tables, seed_offer(), "arn:other", STARTED)
     assert again["rejection"]["error"] == "ContractCancelled"
