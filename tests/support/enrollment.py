@@ -19,7 +19,13 @@ class HttpAnswer:
     body: Any
 
 
-def post(url: str, body: Any, api_key: str | None, headers: dict[str, str] | None = None) -> HttpAnswer:
+def post(
+    url: str,
+    body: Any,
+    api_key: str | None,
+    headers: dict[str, str] | None = None,
+    timeout: float = REQUEST_TIMEOUT_SECONDS,
+) -> HttpAnswer:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method="POST")  # noqa: S310 - local emulator URL
     request.add_header("Content-Type", "application/json")
@@ -28,7 +34,7 @@ def post(url: str, body: Any, api_key: str | None, headers: dict[str, str] | Non
     for name, value in (headers or {}).items():
         request.add_header(name, value)
     try:
-        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_SECONDS) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             return HttpAnswer(response.status, _json_or_text(response.read()))
     except urllib.error.HTTPError as error:
         return HttpAnswer(error.code, _json_or_text(error.read()))
