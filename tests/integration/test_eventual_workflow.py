@@ -50,7 +50,9 @@ def test_all_actions_fire_in_offset_order_exactly_once(local_stack: LocalStack, 
     final = wait_until(
         lambda: (
             (s := status(enrollment_api, "EV-ORDER-1"))
-            and all(a["state"] != "pending" and a["state"] != "scheduled" for a in s["actions"])
+            and all(a["state"] not in ("pending", "scheduled") for a in s["actions"])
+            # the audit entry is appended just after the action's state changes
+            and sum(e["step"].startswith("action:") for e in s["audit"]) >= len(s["actions"])
             and s
         ),
         ALL_HOOKS_DEADLINE_SECONDS,
