@@ -99,7 +99,3 @@ def payment_schedule(request: EnrollmentRequest, enrollment_date: datetime) -> l
         }
         for number in range(1, request.contractInfo.termMonths + 1)
     ]
-
-
-def first_payment_order_id(contract_id: str) -> str:
-    return f"{contract_id}-payment-1"
