@@ -48,12 +48,23 @@ def temp_dir(port: int) -> Path:
     return STATE_DIR / f"tmp-{port}"
 
 
-def is_healthy(port: int) -> bool:
+def health(port: int) -> dict | None:
+    """The emulator's health document, or None when nothing answers on `port`."""
     try:
         with urllib.request.urlopen(f"{endpoint(port)}/_localstack/health", timeout=1) as response:  # noqa: S310 - http only
-            return response.status == 200 and "services" in json.load(response)
+            document = json.load(response)
     except (OSError, ValueError):
-        return False
+        return None
+    return document if response.status == 200 and "services" in document else None
+
+
+def is_healthy(port: int) -> bool:
+    return health(port) is not None
+
+
+def iam_enforcement(port: int) -> str:
+    """`enabled` when the emulator on `port` evaluates IAM (AUTH=true), else `disabled`."""
+    return (health(port) or {}).get("auth", "disabled")
 
 
 def free_port() -> int:
@@ -72,6 +83,10 @@ def emulator_environment(port: int, extra: dict[str, str] | None = None) -> dict
             "MINISTACK_REGION": "us-east-1",
             "LOG_LEVEL": os.environ.get("EMULATOR_LOG_LEVEL", "WARNING"),
             "TMPDIR": str(temp_dir(port)),
+            # IAM is enforced: every request is SigV4-checked and evaluated against the caller's
+            # policies, and each Lambda runs with its execution role's credentials. The dummy key
+            # `test` is the account root, so deploys and the tests' own calls are still allowed.
+            "AUTH": "true",
             # Workers import handler code with the emulator's interpreter: keep it this venv's.
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         }
@@ -83,7 +98,7 @@ def emulator_environment(port: int, extra: dict[str, str] | None = None) -> dict
 def start(port: int, extra_env: dict[str, str] | None = None) -> subprocess.Popen | None:
     """Start an emulator on `port` and wait until healthy. Returns None when one already answers."""
     if is_healthy(port):
-        print(f"emulator already answering on {endpoint(port)}: reusing it")
+        print(f"emulator already answering on {endpoint(port)}: reusing it (IAM enforcement {iam_enforcement(port)})")
         return None
     STATE_DIR.mkdir(exist_ok=True)
     shutil.rmtree(temp_dir(port), ignore_errors=True)  # left by an emulator that was killed
@@ -106,7 +121,10 @@ def start(port: int, extra_env: dict[str, str] | None = None) -> subprocess.Pope
             forget(port)
             raise RuntimeError(f"emulator exited with {process.returncode}; see {log_file(port)}")
         if is_healthy(port):
-            print(f"emulator started on {endpoint(port)} (pid {process.pid}, log {log_file(port)})")
+            print(
+                f"emulator started on {endpoint(port)} (pid {process.pid}, log {log_file(port)},"
+                f" IAM enforcement {iam_enforcement(port)})"
+            )
             return process
         time.sleep(0.1)
     stop_pid(process.pid)
@@ -166,7 +184,7 @@ def main() -> None:
     elif args.command == "stop":
         stop(args.port)
     elif args.command == "status":
-        print("healthy" if is_healthy(args.port) else "not answering")
+        print(f"healthy, IAM enforcement {iam_enforcement(args.port)}" if is_healthy(args.port) else "not answering")
     else:
         print(free_port())
 

@@ -13,6 +13,8 @@ import emulator
 import pytest
 import stack
 
+from tests.support.invariants import assert_invariants
+
 STACK_NAME = "mock-payment-workflow-stack"
 
 
@@ -74,3 +76,12 @@ def enrollment_api(local_stack: LocalStack) -> EnrollmentApi:
         apiKey=local_stack.outputs["EnrollmentApiKeyId"], includeValue=True
     )["value"]
     return EnrollmentApi(url=f"{local_stack.outputs['EnrollmentApiUrl']}/enrollments", api_key=key)
+
+
+@pytest.fixture(autouse=True)
+def invariants_hold(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test that touched the deployed stack ends by checking the invariants across all of it."""
+    yield
+    if "local_stack" in request.fixturenames:
+        deployed: LocalStack = request.getfixturevalue("local_stack")
+        assert_invariants(deployed.client, deployed.outputs)

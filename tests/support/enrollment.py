@@ -59,6 +59,8 @@ def scan(dynamodb: Any, table_name: str) -> list[dict[str, Any]]:
 
 
 def stream_records(kinesis: Any, stream_name: str) -> list[dict[str, Any]]:
+    """The records on the stream that name a contract: JSON objects with a string `contractId`. Others
+    (test_malformed_inputs.py puts malformed records on purpose) are skipped."""
     records = []
     for shard in kinesis.list_shards(StreamName=stream_name)["Shards"]:
         iterator = kinesis.get_shard_iterator(
@@ -66,11 +68,19 @@ def stream_records(kinesis: Any, stream_name: str) -> list[dict[str, Any]]:
         )["ShardIterator"]
         while iterator:
             page = kinesis.get_records(ShardIterator=iterator, Limit=1000)
-            records += [json.loads(record["Data"]) for record in page["Records"]]
+            records += [data for record in page["Records"] if (data := _contract_record(record["Data"]))]
             if not page["Records"]:
                 break
             iterator = page.get("NextShardIterator")
     return records
+
+
+def _contract_record(raw: bytes) -> dict[str, Any] | None:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("contractId"), str) else None
 
 
 def payment_executions(stepfunctions: Any, state_machine_arn: str) -> list[dict[str, Any]]:

@@ -6,7 +6,6 @@ from typing import Any
 import boto3
 import pytest
 
-from commonlib.errors import ConditionNotMetError
 from enrollment import fulfillment, offers, publisher, rules
 from enrollment.store import Tables
 from tests.unit.enrollment_fixtures import EXECUTION, STARTED, FixedClock, seed_offer
@@ -66,9 +65,18 @@ def test_cancelled_action_is_not_performed(enrollment_tables: Tables, enrolled_o
     assert (result["status"], result["duplicate"]) == ("cancelled", True)
 
 
-def test_hook_for_an_action_never_enrolled_raises(enrollment_tables: Tables) -> None:
-    with pytest.raises(ConditionNotMetError):
-        fulfillment.fulfil(enrollment_tables, "C-404", {"name": "action1", "offset": 3}, "corr", "hook")
+def test_hook_for_an_action_never_enrolled_is_a_named_audited_rejection(enrollment_tables: Tables) -> None:
+    result = fulfillment.fulfil(enrollment_tables, "C-404", {"name": "action1", "offset": 3}, "corr", "hook")
+
+    assert (result["status"], result["error"], result["name"]) == ("rejected", "ActionNotEnrolled", "action1")
+    assert enrollment_tables.actions.scan()["Items"] == []
+    [entry] = enrollment_tables.audit.scan()["Items"]
+    assert (entry["contractId"], entry["step"], entry["outcome"]) == (
+        "_rejected",
+        "reject:hook",
+        "rejected: ActionNotEnrolled",
+    )
+    assert entry["details"]["claimed"] == {"contractId": "C-404", "actionName": "action1", "correlationId": "corr"}
 
 
 def test_publish_puts_one_record_with_eventual_actions(

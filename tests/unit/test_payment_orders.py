@@ -70,6 +70,24 @@ def test_existing_order_is_not_overwritten(orders_table: Any) -> None:
     assert stored(orders_table) == before
 
 
+def test_failed_order_may_be_retried_by_a_new_execution_which_then_owns_it(orders_table: Any) -> None:
+    orders.create_order(orders_table, {"orderId": "1234"}, EXECUTION)
+    # What the workflow's MarkOrderFailed state writes after a step failed for good.
+    orders_table.update_item(
+        Key={"orderId": "1234"},
+        UpdateExpression="SET #status = :failed, failureReason = :reason",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={":failed": orders.FAILED, ":reason": "HoldPayment: States.TaskFailed"},
+    )
+
+    retried = orders.create_order(orders_table, {"orderId": "1234"}, OTHER_EXECUTION)
+
+    assert retried["outcome"] == "created"
+    assert stored(orders_table)["executionId"] == OTHER_EXECUTION
+    assert "failureReason" not in stored(orders_table)
+    assert orders.transition(orders_table, "1234", OTHER_EXECUTION, orders.HOLD_PAYMENT)["status"] == orders.HOLD
+
+
 def test_create_replayed_by_same_execution_is_harmless(orders_table: Any) -> None:
     first = orders.create_order(orders_table, {"orderId": "1234"}, EXECUTION)
     again = orders.create_order(orders_table, {"orderId": "1234"}, EXECUTION)

@@ -6,6 +6,14 @@ import json
 import re
 from pathlib import Path
 
+from tests.support.iam import (
+    all_statements,
+    as_list,
+    attached_policies,
+    conditional_items,
+    role_statements,
+)
+from tests.support.iam import logical_id as referenced_id
 from tests.support.template import ROOT, resource, template
 
 TRANSIENT_LAMBDA_ERRORS = {
@@ -42,17 +50,219 @@ def test_seed_names_under_name_prefix() -> None:
     assert template()["Globals"]["Function"]["Runtime"] == "python3.13"
 
 
-def test_payment_lambda_role_grants_exactly_put_and_update_on_the_table() -> None:
-    policies = resource("PaymentFunctionsRole")["Properties"]["Policies"]
-    statements = [statement for policy in policies for statement in policy["PolicyDocument"]["Statement"]]
-    dynamodb = [statement for statement in statements if any(a.startswith("dynamodb:") for a in statement["Action"])]
-    assert dynamodb == [
+HOOK_SCHEDULES = "arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:schedule/${HookScheduleGroup}/*"
+# The form the emulator authorizes schedule calls on, granted only when deploying to it (OnEmulator).
+EMULATOR_SCHEDULES = "arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:schedule/default/*"
+KINESIS_CONSUMER = {
+    "kinesis:DescribeStream",
+    "kinesis:DescribeStreamSummary",
+    "kinesis:GetRecords",
+    "kinesis:GetShardIterator",
+    "kinesis:ListShards",
+}
+
+
+def grants(*actions: str, on: str) -> set[tuple[str, str]]:
+    return {(action, on) for action in actions}
+
+
+# What each function's code calls (src/), and on what: its role must grant exactly this, besides
+# writing its own log group and sending its traces (checked below).
+FUNCTION_GRANTS = {
+    "CreateOrderFunction": grants("dynamodb:PutItem", on="OrdersTable"),
+    "HoldPaymentFunction": grants("dynamodb:UpdateItem", on="OrdersTable"),
+    "AcceptPaymentFunction": grants("dynamodb:UpdateItem", on="OrdersTable"),
+    "EnrollmentApiFunction": grants("states:StartSyncExecution", on="EnrollmentStateMachine")
+    | grants(
+        "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", on="IdempotencyTable"
+    ),
+    "AcceptOfferFunction": grants("dynamodb:PutItem", on="OffersTable") | grants("dynamodb:PutItem", on="AuditTable"),
+    "VerifyCustomerFunction": grants("dynamodb:GetItem", on="UcpTable")
+    | grants("dynamodb:UpdateItem", on="OffersTable")
+    | grants("dynamodb:PutItem", on="AuditTable"),
+    "RulesLabFunction": set(),
+    "RecordOutcomeFunction": grants("dynamodb:UpdateItem", on="OffersTable")
+    | grants("dynamodb:PutItem", on="AuditTable"),
+    "CommitEnrollmentFunction": grants("dynamodb:UpdateItem", "dynamodb:GetItem", on="OffersTable")
+    | grants("dynamodb:UpdateItem", on="UcpTable")
+    | grants("dynamodb:PutItem", on="ActionsTable")
+    | grants("dynamodb:PutItem", on="AuditTable"),
+    "RevertEnrollmentFunction": grants("dynamodb:UpdateItem", on="OffersTable")
+    | grants("dynamodb:UpdateItem", on="UcpTable")
+    | grants("dynamodb:UpdateItem", on="ActionsTable")
+    | grants("dynamodb:PutItem", on="AuditTable"),
+    "PublishEnrollmentFunction": grants("kinesis:PutRecord", on="EnrollmentStream")
+    | grants("dynamodb:PutItem", on="AuditTable"),
+    "FulfillActionFunction": grants("dynamodb:UpdateItem", on="ActionsTable")
+    | grants("dynamodb:PutItem", on="AuditTable")
+    | grants("sqs:SendMessage", on="HookDeadLetterQueue"),  # its OnFailure destination (the hooks)
+    "DataLambdaFunction": grants(*KINESIS_CONSUMER, on="EnrollmentStream")
+    | grants("dynamodb:UpdateItem", on="OffersTable")
+    | grants("dynamodb:PutItem", on="AuditTable")
+    | grants("states:StartExecution", on="EnrollmentAsyncStateMachine")
+    | grants("sqs:SendMessage", on="RejectedRecordsQueue"),
+    "ScheduleHookFunction": grants("scheduler:CreateSchedule", on=HOOK_SCHEDULES)
+    | grants("scheduler:CreateSchedule", on=EMULATOR_SCHEDULES)
+    | grants("iam:PassRole", on="SchedulerRole"),
+    "EnrollmentManageFunction": grants("dynamodb:GetItem", "dynamodb:UpdateItem", on="OffersTable")
+    | grants("dynamodb:Query", "dynamodb:UpdateItem", on="ActionsTable")
+    | grants("dynamodb:Query", "dynamodb:PutItem", on="AuditTable")
+    | grants("dynamodb:UpdateItem", on="UcpTable")
+    | grants("scheduler:DeleteSchedule", on=HOOK_SCHEDULES)
+    | grants("scheduler:DeleteSchedule", on=EMULATOR_SCHEDULES),
+}
+LOG_WRITES = {"logs:CreateLogStream", "logs:PutLogEvents"}
+LAMBDA_TRACING = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+
+
+def functions() -> dict[str, dict]:
+    return {
+        name: body["Properties"]
+        for name, body in template()["Resources"].items()
+        if body["Type"] == "AWS::Serverless::Function"
+    }
+
+
+def function_role(function: str) -> str:
+    return referenced_id(functions()[function]["Role"])
+
+
+def resource_key(resource: object) -> str:
+    if isinstance(resource, dict) and set(resource) == {"Fn::Sub"}:
+        return resource["Fn::Sub"]
+    found = referenced_id(resource)
+    assert found is not None, resource
+    return found
+
+
+def test_every_function_has_an_execution_role_of_its_own() -> None:
+    assert set(functions()) == set(FUNCTION_GRANTS)
+    roles = [function_role(function) for function in functions()]
+    assert len(set(roles)) == len(roles), "a role is shared by two functions"
+    for function, properties in functions().items():
+        # With `Policies` (and no `Role`) SAM would generate a role with AWS managed policies on "*".
+        assert "Policies" not in properties, function
+        role = resource(function_role(function))
+        assert role["Type"] == "AWS::IAM::Role", function
+        trust = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert [statement["Principal"] for statement in trust] == [{"Service": "lambda.amazonaws.com"}]
+    assert "Policies" not in template()["Globals"]["Function"]
+    assert "Role" not in template()["Globals"]["Function"]
+
+
+def test_each_function_role_grants_exactly_what_its_code_calls() -> None:
+    for function, expected in FUNCTION_GRANTS.items():
+        found = set()
+        for statement in role_statements(function_role(function)):
+            assert statement["Effect"] == "Allow"
+            assert not {"NotAction", "NotResource"} & set(statement)
+            actions = set(as_list(statement["Action"]))
+            if (
+                actions <= LOG_WRITES
+                or actions <= LAMBDA_TRACING
+                or statement.get("Resource") == {"Fn::GetAtt": "FaultInjectionTable.Arn"}
+            ):
+                continue  # checked by the tests below
+            found |= {(action, resource_key(r)) for action in actions for r in as_list(statement["Resource"])}
+        assert found == expected, f"{function}: missing {expected - found}, not used {found - expected}"
+
+
+def test_default_schedule_group_is_granted_only_on_the_emulator() -> None:
+    for function in ("ScheduleHookFunction", "EnrollmentManageFunction"):
+        (policy,) = resource(function_role(function))["Properties"]["Policies"]
+        conditional = [s for s in policy["PolicyDocument"]["Statement"] if "Fn::If" in s]
+        assert len(conditional) == 1, function
+        condition, statement, otherwise = conditional[0]["Fn::If"]
+        assert (condition, otherwise) == ("OnEmulator", {"Ref": "AWS::NoValue"})
+        assert statement["Resource"] == {"Fn::Sub": EMULATOR_SCHEDULES}
+
+
+def role_grants(function: str) -> set[tuple[str, str]]:
+    return {
+        (action, resource_key(r))
+        for statement in role_statements(function_role(function))
+        if statement.get("Resource") != "*"
+        for action in as_list(statement["Action"])
+        for r in as_list(statement["Resource"])
+    }
+
+
+def test_event_sources_and_destinations_are_granted_to_the_function_role() -> None:
+    """SAM adds these to the roles it generates, never to an explicit `Role`: each one is granted here."""
+    for function, properties in functions().items():
+        needed = set()
+        destinations = list(properties.get("EventInvokeConfig", {}).get("DestinationConfig", {}).values())
+        for event in properties.get("Events", {}).values():
+            if event["Type"] == "Kinesis":
+                needed |= grants(*KINESIS_CONSUMER, on=referenced_id(event["Properties"]["Stream"]))
+            destinations += event["Properties"].get("DestinationConfig", {}).values()
+        for destination in destinations:
+            assert destination["Type"] == "SQS", f"{function}: extend this test for {destination['Type']}"
+            needed |= grants("sqs:SendMessage", on=referenced_id(destination["Destination"]))
+        assert needed <= role_grants(function), f"{function} misses {needed - role_grants(function)}"
+
+
+def test_scheduler_role_is_passed_only_to_scheduler() -> None:
+    passes = [s for s in role_statements(function_role("ScheduleHookFunction")) if s["Action"] == "iam:PassRole"]
+    assert passes == [
         {
             "Effect": "Allow",
-            "Action": ["dynamodb:PutItem", "dynamodb:UpdateItem"],
-            "Resource": {"Fn::GetAtt": "OrdersTable.Arn"},
+            "Action": "iam:PassRole",
+            "Resource": {"Fn::GetAtt": "SchedulerRole.Arn"},
+            "Condition": {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}},
         }
     ]
+
+
+def test_each_function_writes_only_its_own_log_group_which_has_a_retention() -> None:
+    for function, properties in functions().items():
+        statements = [s for s in role_statements(function_role(function)) if set(as_list(s["Action"])) & LOG_WRITES]
+        assert len(statements) == 1, function
+        assert sorted(as_list(statements[0]["Action"])) == sorted(LOG_WRITES), function
+        log_group = referenced_id(statements[0]["Resource"])
+        assert statements[0]["Resource"] == {"Fn::GetAtt": f"{log_group}.Arn"}, function
+        group = resource(log_group)
+        assert group["Type"] == "AWS::Logs::LogGroup"
+        # The group Lambda writes to by default: /aws/lambda/<function name>.
+        assert group["Properties"]["LogGroupName"] == {
+            "Fn::Sub": f"/aws/lambda/{properties['FunctionName']['Fn::Sub']}"
+        }
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionInDays"}
+
+
+def test_each_function_role_traces_and_takes_injected_faults_through_the_shared_policies() -> None:
+    tracing = resource("FunctionTracingPolicy")["Properties"]["PolicyDocument"]["Statement"]
+    assert len(tracing) == 1
+    assert set(tracing[0]["Action"]) == LAMBDA_TRACING
+    assert tracing[0]["Resource"] == "*"
+    faults = resource("FaultInjectionPolicy")
+    assert faults["Condition"] == "FaultInjectionEnabled"
+    assert faults["Properties"]["PolicyDocument"]["Statement"] == [
+        {"Effect": "Allow", "Action": "dynamodb:UpdateItem", "Resource": {"Fn::GetAtt": "FaultInjectionTable.Arn"}}
+    ]
+    for function in functions():
+        role = resource(function_role(function))["Properties"]
+        attached = attached_policies(function_role(function))
+        assert {"FunctionTracingPolicy", "FaultInjectionPolicy"} <= set(attached), function
+        # Only while FaultInjection=enabled (local resilience tests).
+        assert {"Fn::If": ["FaultInjectionEnabled", {"Ref": "FaultInjectionPolicy"}, {"Ref": "AWS::NoValue"}]} in (
+            role["ManagedPolicyArns"]
+        ), function
+
+
+def test_seed_lambda_role_is_verify_customers_with_lambda_policy() -> None:
+    assert function_role("VerifyCustomerFunction") == "LambdaRole"
+    assert resource("LambdaRole")["Properties"]["RoleName"] == {"Fn::Sub": "${NamePrefix}lambda-role"}
+    assert resource("LambdaPolicy")["Properties"]["ManagedPolicyName"] == {"Fn::Sub": "${NamePrefix}lambda-policy"}
+    assert attached_policies("LambdaRole")[0] == "LambdaPolicy"
+
+
+def test_role_names_follow_name_prefix() -> None:
+    """A second stack with another NamePrefix deploys beside the first: no fixed role or policy name."""
+    for name, body in template()["Resources"].items():
+        for key in ("RoleName", "ManagedPolicyName"):
+            if key in body.get("Properties", {}):
+                assert body["Properties"][key]["Fn::Sub"].startswith("${NamePrefix}"), name
 
 
 def test_state_machine_role_invokes_only_the_three_functions() -> None:
@@ -83,23 +293,29 @@ ACTIONS_WITHOUT_RESOURCE_LEVEL_PERMISSIONS = {
 }
 
 
-def iam_statements() -> list[dict]:
-    found = []
-    for body in template()["Resources"].values():
-        properties = body.get("Properties", {})
-        documents = [
-            policy["PolicyDocument"] for policy in properties.get("Policies", []) if "PolicyDocument" in policy
-        ]
-        documents += [policy for policy in properties.get("Policies", []) if "Statement" in policy]
-        if "PolicyDocument" in properties:
-            documents.append(properties["PolicyDocument"])
-        for document in documents:
-            found += document["Statement"]
-    return found
+# The AWS managed policies a role may attach: each needs "*" and the template says why next to it.
+AWS_MANAGED_POLICIES = {
+    # The account's one API Gateway CloudWatch Logs role, shared by every REST API of the account and
+    # Region: the policy API Gateway documents for it (its log groups are named by API Gateway).
+    "ApiGatewayCloudWatchRole": [
+        "arn:${AWS::Partition}:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"
+    ],
+}
+
+
+def test_no_aws_managed_policy_except_the_documented_ones() -> None:
+    for name, body in template()["Resources"].items():
+        if body["Type"] != "AWS::IAM::Role":
+            continue
+        arns = conditional_items(body["Properties"].get("ManagedPolicyArns", []))
+        foreign = [arn for arn in arns if referenced_id(arn) is None]
+        assert [arn["Fn::Sub"] if isinstance(arn, dict) else arn for arn in foreign] == AWS_MANAGED_POLICIES.get(
+            name, []
+        ), name
 
 
 def test_wildcard_resources_only_where_aws_offers_nothing_narrower() -> None:
-    for statement in iam_statements():
+    for statement in all_statements():
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         assert all("*" not in action for action in actions), statement
         if statement.get("Resource") == "*":

@@ -4,32 +4,51 @@ state machine takes, and starts it once per enrollment.
 EXPRESS executions are not deduplicated by name, so the offer itself records that its eventual
 workflow was started (a conditional write that also requires the offer to be still enrolled):
 a redelivered or duplicated record finds the mark and starts nothing.
+
+A record that is not an enrollment of this stack (not UTF-8 JSON, another schema, or a contract with
+no offer) is rejected by name: reported on the rejects queue with where it came from, and audited in
+the `store.REJECTIONS` partition. It starts nothing and writes nothing else; retrying cannot help,
+so it is skipped and never blocks the records behind it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from commonlib.clock import Clock, isoformat, parse_isoformat, utc_now
 from commonlib.errors import ConditionNotMetError, aws_errors_as_domain_errors
+from commonlib.validation import field_errors
 from enrollment import model, publisher, store
+from enrollment.hooks import schedule_name
 from enrollment.store import Tables
 
-SCHEDULE_NAME_MAX = 64
 # Scheduler rejects an `at()` in the past; a hook that is already due fires this soon instead.
 EARLIEST_FIRE_DELAY = timedelta(seconds=5)
+# Why a record was not started. The first two are rejections; the last two are normal skips.
+MALFORMED_RECORD, UNKNOWN_CONTRACT = "MalformedStreamRecord", "UnknownContract"
+ALREADY_STARTED, NOT_ENROLLED = "AlreadyStarted", "ContractNotEnrolled"
+MAX_REPORTED_ERRORS = 10
+
+
+def _timestamp(text: str) -> str:
+    parse_isoformat(text)  # a ValueError names the field
+    return text
+
+
+Timestamp = Annotated[str, AfterValidator(_timestamp)]
 
 
 class EventualAction(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: model.ActionName
     offset: Annotated[int, Field(ge=1, le=model.MAX_OFFSET_DAYS)]
-    dueAt: str  # noqa: N815
+    dueAt: Timestamp  # noqa: N815
     data: dict[str, Any]
 
 
@@ -39,19 +58,50 @@ class StreamRecord(BaseModel):
     version: Annotated[int, Field(ge=publisher.RECORD_VERSION, le=publisher.RECORD_VERSION)]
     contractId: model.Identifier  # noqa: N815
     accountId: model.Identifier  # noqa: N815
-    enrollmentDate: str  # noqa: N815
+    enrollmentDate: Timestamp  # noqa: N815
     correlationId: str  # noqa: N815
     eventualActions: Annotated[list[EventualAction], Field(max_length=model.MAX_ACTIONS)]  # noqa: N815
-    publishedAt: str  # noqa: N815
+    publishedAt: Timestamp  # noqa: N815
 
 
-def schedule_name(contract_id: str, action_name: str) -> str:
-    """Derived from contract and action, so scheduling twice names the same schedule."""
-    name = f"{contract_id}-{action_name}"
-    if len(name) <= SCHEDULE_NAME_MAX:
-        return name
-    digest = hashlib.sha256(action_name.encode()).hexdigest()[:12]
-    return f"{contract_id}-{digest}"
+@dataclass(frozen=True)
+class Rejection:
+    """A named rejection: `error` is the name, `errors` the offending fields."""
+
+    error: str
+    errors: list[dict[str, str]]
+    claimed: dict[str, str] = field(default_factory=dict)  # what the input said it was about
+
+    @property
+    def reason(self) -> str:
+        fields = "; ".join(f"{e['field']}: {e['message']}" for e in self.errors[:MAX_REPORTED_ERRORS])
+        return f"{self.error}: {fields}"
+
+
+def parse_record(data: bytes) -> StreamRecord | Rejection:
+    """The record, or why it is not an enrollment record (`MalformedStreamRecord`)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return Rejection(MALFORMED_RECORD, [{"field": "(record)", "message": "not UTF-8 text"}])
+    try:
+        return StreamRecord.model_validate_json(text, strict=True)
+    except ValidationError as invalid:
+        errors = [
+            {"field": "(record)" if e["field"] == "(body)" else e["field"][:200], "message": e["message"][:200]}
+            for e in field_errors(invalid)
+        ]
+        return Rejection(MALFORMED_RECORD, errors[:MAX_REPORTED_ERRORS], _claimed(text))
+
+
+def _claimed(text: str) -> dict[str, str]:
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {key: data[key][:100] for key in ("contractId", "correlationId") if isinstance(data.get(key), str)}
 
 
 def schedule_expression(due: datetime, now: datetime) -> str:
@@ -90,9 +140,10 @@ def async_workflow_input(record: StreamRecord, now: datetime) -> dict[str, Any]:
     }
 
 
-def claim_start(tables: Tables, record: StreamRecord, execution_name: str, clock: Clock = utc_now) -> bool:
-    """Mark the offer's eventual workflow as started by `execution_name`. False: already started (a
-    duplicate record) or the offer is no longer enrolled (reverted or cancelled)."""
+def claim_start(tables: Tables, record: StreamRecord, execution_name: str, clock: Clock = utc_now) -> str | None:
+    """Mark the offer's eventual workflow as started by `execution_name`. None when marked; else why
+    not: `AlreadyStarted` (a duplicate record), `ContractNotEnrolled` (reverted or cancelled) or
+    `UnknownContract` (no offer at all)."""
     try:
         with aws_errors_as_domain_errors():
             tables.offers.update_item(
@@ -104,10 +155,14 @@ def claim_start(tables: Tables, record: StreamRecord, execution_name: str, clock
                     ":enrolled": store.ENROLLED,
                     ":mark": {"executionName": execution_name, "startedAt": isoformat(clock())},
                 },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-    except ConditionNotMetError:
-        return False
-    return True
+    except ConditionNotMetError as refused:
+        existing = store.item_from_condition_failure(refused)
+        if not existing:
+            return UNKNOWN_CONTRACT
+        return ALREADY_STARTED if "eventualWorkflow" in existing else NOT_ENROLLED
+    return None
 
 
 def release_claim(tables: Tables, contract_id: str, execution_name: str) -> None:
@@ -129,10 +184,12 @@ def execution_name(record: StreamRecord) -> str:
 def start_eventual_workflow(
     tables: Tables, stepfunctions: Any, state_machine_arn: str, record: StreamRecord, clock: Clock = utc_now
 ) -> dict[str, Any]:
-    """`{"started": bool, "reason"?: str, "executionArn"?: str}`; raises when the start fails."""
+    """`{"started": bool, "reason"?: str, "executionArn"?: str}`; raises when the start fails. The
+    reason is one of `claim_start`'s."""
     name = execution_name(record)
-    if not claim_start(tables, record, name, clock):
-        return {"started": False, "reason": "already started, or the offer is no longer enrolled"}
+    refused = claim_start(tables, record, name, clock)
+    if refused is not None:
+        return {"started": False, "reason": refused}
     workflow_input = async_workflow_input(record, clock())
     try:
         with aws_errors_as_domain_errors():
@@ -156,14 +213,54 @@ def start_eventual_workflow(
     return {"started": True, "executionArn": response["executionArn"]}
 
 
-def reject_record(sqs: Any, queue_url: str, record: Any, reason: str) -> None:
-    """Report a malformed stream record on the rejects queue, with where it came from and why."""
+def handle_record(
+    tables: Tables,
+    stepfunctions: Any,
+    sqs: Any,
+    state_machine_arn: str,
+    queue_url: str,
+    record: Any,
+    clock: Clock = utc_now,
+) -> dict[str, Any]:
+    """One stream record (a Powertools `KinesisStreamRecord`): start its eventual workflow once, or
+    reject it by name. `{"started": ...}` or `{"rejected": name, "reason": ...}`."""
+    parsed = parse_record(record.kinesis.data_as_bytes())
+    if isinstance(parsed, Rejection):
+        return reject_record(tables, sqs, queue_url, record, parsed, clock)
+    result = start_eventual_workflow(tables, stepfunctions, state_machine_arn, parsed, clock)
+    if result.get("reason") == UNKNOWN_CONTRACT:
+        unknown = Rejection(
+            UNKNOWN_CONTRACT,
+            [{"field": "contractId", "message": f"no offer for contract {parsed.contractId}"}],
+            {"contractId": parsed.contractId, "correlationId": parsed.correlationId[:100]},
+        )
+        return reject_record(tables, sqs, queue_url, record, unknown, clock)
+    return result
+
+
+def reject_record(
+    tables: Tables, sqs: Any, queue_url: str, record: Any, rejection: Rejection, clock: Clock = utc_now
+) -> dict[str, Any]:
+    """Report a rejected stream record on the rejects queue, with where it came from and why, and
+    audit the rejection. Nothing else is written."""
+    where = {"sequenceNumber": record.kinesis.sequence_number, "partitionKey": record.kinesis.partition_key[:256]}
     body = {
-        "reason": reason,
-        "sequenceNumber": record.kinesis.sequence_number,
-        "partitionKey": record.kinesis.partition_key,
+        "error": rejection.error,
+        "reason": rejection.reason,
+        "errors": rejection.errors,
+        **where,
         "eventSourceARN": record.event_source_arn,
         "dataBase64": record.kinesis.data[:200_000],
     }
+    entry = store.rejection_entry(
+        "stream-record",
+        rejection.error,
+        rejection.reason,
+        rejection.claimed.get("correlationId") or f"stream:{record.kinesis.sequence_number}",
+        clock(),
+        details={"errors": rejection.errors, "claimed": rejection.claimed, **where},
+    )
     with aws_errors_as_domain_errors():
         sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(body))
+        store.append_audit(tables, entry)
+    return {"rejected": rejection.error, "reason": rejection.reason}

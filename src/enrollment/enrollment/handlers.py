@@ -1,4 +1,8 @@
-"""Lambda entry points of the enrollment workflow steps: parse the event, call the domain, shape the answer."""
+"""Lambda entry points of the enrollment workflow steps: parse the event, call the domain, shape the answer.
+
+Every step's function loads this module, so each handler imports the domain module of its own step
+in its body: a function never loads another step's code (pydantic models included) at cold start.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,10 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from commonlib import aws
+from commonlib import aws, faults
 from commonlib.clock import parse_isoformat
 from commonlib.observability import logger, metrics, tracer
 from commonlib.serialization import json_ready
-from enrollment import eventual, fulfillment, hooks, model, offers, publisher, rules
 from enrollment.store import Tables
 
 STEP_CORRELATION = "offer.correlationId"
@@ -24,12 +27,17 @@ def _tables() -> Tables:
 
 
 def _offset_unit_seconds() -> int:
+    from enrollment import model
+
     return int(os.environ.get("OFFSET_UNIT_SECONDS", model.SECONDS_PER_DAY))
 
 
 @logger.inject_lambda_context(correlation_id_path="input.correlationId")
 @tracer.capture_lambda_handler
+@faults.injectable
 def accept_offer(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    from enrollment import offers
+
     result = offers.acquire(
         _tables(), event.get("input"), event["executionId"], parse_isoformat(event["startedAt"]), _offset_unit_seconds()
     )
@@ -39,7 +47,10 @@ def accept_offer(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
 
 @logger.inject_lambda_context(correlation_id_path=STEP_CORRELATION)
 @tracer.capture_lambda_handler
+@faults.injectable
 def verify_customer(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    from enrollment import offers
+
     result = offers.verify_customer(_tables(), event["offer"], event["executionId"])
     logger.info(
         "customer verified" if result["verified"] else "customer not verified", extra={"reason": result["reason"]}
@@ -49,7 +60,10 @@ def verify_customer(event: dict[str, Any], context: LambdaContext) -> dict[str, 
 
 @logger.inject_lambda_context(correlation_id_path=STEP_CORRELATION)
 @tracer.capture_lambda_handler
+@faults.injectable
 def rules_lab(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    from enrollment import rules
+
     offer = event["offer"]
     facts = rules.facts(offer["contractInfo"], offer["contractDraft"], event.get("account") or {})
     result = rules.evaluate(facts, rules.load_rules())
@@ -59,7 +73,10 @@ def rules_lab(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 @logger.inject_lambda_context(correlation_id_path=STEP_CORRELATION)
 @tracer.capture_lambda_handler
+@faults.injectable
 def record_outcome(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    from enrollment import offers
+
     reason = event.get("reason")
     if isinstance(reason, list):
         reason = "; ".join(reason)
@@ -77,7 +94,10 @@ def record_outcome(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 @logger.inject_lambda_context(correlation_id_path=STEP_CORRELATION)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
+@faults.injectable
 def commit_enrollment(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    from enrollment import offers
+
     result = offers.commit_enrollment(_tables(), event["offer"], event["executionId"], event["eligibility"])
     metrics.add_metric(name="ContractEnrolled", unit="Count", value=0 if result["replayed"] else 1)
     logger.info("enrollment committed", extra=result)
@@ -86,7 +106,10 @@ def commit_enrollment(event: dict[str, Any], context: LambdaContext) -> dict[str
 
 @logger.inject_lambda_context(correlation_id_path=STEP_CORRELATION)
 @tracer.capture_lambda_handler
+@faults.injectable
 def revert_enrollment(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    from enrollment import offers
+
     error = event.get("error") or {}
     reason = f"{error.get('Error', 'Unknown')}: {error.get('Cause', '')}"
     result = offers.revert_enrollment(_tables(), event["offer"], event["executionId"], reason)
@@ -96,7 +119,10 @@ def revert_enrollment(event: dict[str, Any], context: LambdaContext) -> dict[str
 
 @logger.inject_lambda_context(correlation_id_path=STEP_CORRELATION)
 @tracer.capture_lambda_handler
+@faults.injectable
 def publish_enrollment(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    from enrollment import publisher
+
     result = publisher.publish(aws.client("kinesis"), os.environ["ENROLLMENT_STREAM_NAME"], _tables(), event["offer"])
     logger.info("enrollment published", extra=result)
     return result
@@ -104,11 +130,16 @@ def publish_enrollment(event: dict[str, Any], context: LambdaContext) -> dict[st
 
 @logger.inject_lambda_context(correlation_id_path="correlationId")
 @tracer.capture_lambda_handler
-def fulfill_action(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = fulfillment.fulfil(
-        _tables(), event["contractId"], event["action"], event["correlationId"], event.get("trigger", "hook")
-    )
-    logger.info("action handled", extra={"action": result})
+@faults.injectable
+def fulfill_action(event: Any, context: LambdaContext) -> dict[str, Any]:
+    from enrollment import fulfillment
+
+    # A malformed payload or an action never enrolled is answered as a named, audited rejection.
+    result = fulfillment.handle_event(_tables(), event, context.aws_request_id)
+    if result["status"] == fulfillment.REJECTED:
+        logger.error("hook payload rejected", extra={"action": result})
+    else:
+        logger.info("action handled", extra={"action": result})
     return json_ready(result)
 
 
@@ -120,28 +151,30 @@ def _batch_processor() -> Any:
 
 
 def _handle_stream_record(record: Any) -> dict[str, Any]:
-    try:
-        parsed = eventual.StreamRecord.model_validate_json(record.kinesis.data_as_text(), strict=True)
-    except ValueError as error:
-        # A malformed record is reported and skipped: retrying it cannot help, and it must not
-        # block the records behind it in the shard.
-        reason = str(error).splitlines()[0][:500]
-        eventual.reject_record(aws.client("sqs"), os.environ["REJECTED_RECORDS_QUEUE_URL"], record, reason)
-        metrics.add_metric(name="StreamRecordRejected", unit="Count", value=1)
-        logger.error(
-            "stream record rejected", extra={"sequenceNumber": record.kinesis.sequence_number, "reason": reason}
-        )
-        return {"rejected": reason}
-    result = eventual.start_eventual_workflow(
-        _tables(), aws.client("stepfunctions"), os.environ["ENROLLMENT_ASYNC_STATE_MACHINE_ARN"], parsed
+    from enrollment import eventual
+
+    # A rejected record (malformed, or for no known contract) is reported, audited and skipped:
+    # retrying it cannot help, and it must not block the records behind it in the shard.
+    result = eventual.handle_record(
+        _tables(),
+        aws.client("stepfunctions"),
+        aws.client("sqs"),
+        os.environ["ENROLLMENT_ASYNC_STATE_MACHINE_ARN"],
+        os.environ["REJECTED_RECORDS_QUEUE_URL"],
+        record,
     )
-    logger.info("stream record handled", extra={"contract": parsed.contractId, **result})
+    if "rejected" in result:
+        metrics.add_metric(name="StreamRecordRejected", unit="Count", value=1)
+        logger.error("stream record rejected", extra={"sequenceNumber": record.kinesis.sequence_number, **result})
+    else:
+        logger.info("stream record handled", extra={"sequenceNumber": record.kinesis.sequence_number, **result})
     return result
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
+@faults.injectable
 def data_lambda(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """DataLambda (seed name): stream record -> JSON -> the async enrollment state machine."""
     from aws_lambda_powertools.utilities.batch import process_partial_response
@@ -153,7 +186,10 @@ def data_lambda(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
 
 @logger.inject_lambda_context(correlation_id_path="correlationId")
 @tracer.capture_lambda_handler
+@faults.injectable
 def schedule_hook(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    from enrollment import hooks
+
     target = hooks.HookTarget(
         schedule_group=os.environ["SCHEDULE_GROUP_NAME"],
         function_arn=os.environ["FULFILL_ACTION_FUNCTION_ARN"],

@@ -1,15 +1,24 @@
-"""Create one EventBridge Scheduler hook for an eventual action."""
+"""Create one EventBridge Scheduler hook for an eventual action, under a name derived from it."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
-
-from botocore.exceptions import ClientError
 
 from commonlib.errors import map_client_error
 
 HOOK_RETRY_POLICY = {"MaximumRetryAttempts": 5, "MaximumEventAgeInSeconds": 86400}
+SCHEDULE_NAME_MAX = 64
+
+
+def schedule_name(contract_id: str, action_name: str) -> str:
+    """Derived from contract and action, so scheduling twice names the same schedule."""
+    name = f"{contract_id}-{action_name}"
+    if len(name) <= SCHEDULE_NAME_MAX:
+        return name
+    digest = hashlib.sha256(action_name.encode()).hexdigest()[:12]
+    return f"{contract_id}-{digest}"
 
 
 @dataclass(frozen=True)
@@ -24,6 +33,8 @@ def create_hook(scheduler: Any, target: HookTarget, hook: dict[str, Any]) -> dic
     """A one-time `at()` schedule that invokes the fulfillment Lambda with the hook's input and deletes
     itself after it ran. The name is derived from contract and action, so creating it twice is a
     conflict, answered as `{"created": False}`, never a second hook."""
+    from botocore.exceptions import ClientError  # loaded by the scheduler client already
+
     try:
         scheduler.create_schedule(
             Name=hook["scheduleName"],

@@ -72,20 +72,33 @@ def _correlation_id() -> str:
     return app.current_event.headers.get("X-Correlation-Id") or app.current_event.request_context.request_id
 
 
+def _invalid_body(message: str, correlation_id: str) -> Response:
+    return _json(
+        400,
+        {
+            "error": "InvalidEnrollmentRequest",
+            "errors": [{"field": "(body)", "message": message}],
+            "correlationId": correlation_id,
+        },
+    )
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")  # Python's json would read NaN and Infinity
+
+
 @app.post("/enrollments")
 def create_enrollment() -> Response:
     correlation_id = _correlation_id()
+    raw = app.current_event.body or ""
+    if len(raw.encode(errors="replace")) > model.MAX_REQUEST_BYTES:
+        return _invalid_body(f"larger than {model.MAX_REQUEST_BYTES} bytes", correlation_id)
     try:
-        body = json.loads(app.current_event.body or "")
+        body = json.loads(raw, parse_constant=_not_json)
+    except RecursionError:
+        return _invalid_body("not valid JSON: nested too deeply", correlation_id)
     except (TypeError, ValueError):
-        return _json(
-            400,
-            {
-                "error": "InvalidEnrollmentRequest",
-                "errors": [{"field": "(body)", "message": "not valid JSON"}],
-                "correlationId": correlation_id,
-            },
-        )
+        return _invalid_body("not valid JSON", correlation_id)
     try:
         parse(model.EnrollmentRequest, body)
     except InvalidInputError as invalid:

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from boto3.dynamodb.conditions import Key
-from botocore.exceptions import ClientError
-
 from commonlib.clock import Clock, isoformat, utc_now
 from commonlib.errors import ConditionNotMetError, aws_errors_as_domain_errors
 from commonlib.serialization import json_ready
-from enrollment import eventual, store
+from enrollment import hooks, store
 from enrollment.store import Tables
 
 CANCELLED = store.CANCELLED
@@ -28,6 +25,8 @@ _ACTION_FIELDS = (
 
 
 def _actions(tables: Tables, contract_id: str) -> list[dict[str, Any]]:
+    from boto3.dynamodb.conditions import Key  # loaded by the table resource already
+
     with aws_errors_as_domain_errors():
         items = tables.actions.query(KeyConditionExpression=Key("contractId").eq(contract_id), ConsistentRead=True)
     return sorted(items["Items"], key=lambda item: (int(item["offset"]), item["actionName"]))
@@ -95,7 +94,7 @@ def cancel_enrollment(
         if action["state"] not in (store.ACTION_PENDING, store.ACTION_SCHEDULED):
             left.append({"name": action["actionName"], "state": action["state"]})
             continue
-        _delete_schedule(scheduler, schedule_group, eventual.schedule_name(contract_id, action["actionName"]))
+        _delete_schedule(scheduler, schedule_group, hooks.schedule_name(contract_id, action["actionName"]))
         try:
             with aws_errors_as_domain_errors():
                 tables.actions.update_item(
@@ -135,6 +134,8 @@ def cancel_enrollment(
 
 
 def _delete_schedule(scheduler: Any, group: str, name: str) -> None:
+    from botocore.exceptions import ClientError  # loaded by the scheduler client already
+
     try:
         scheduler.delete_schedule(GroupName=group, Name=name)
     except ClientError as error:

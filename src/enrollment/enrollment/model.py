@@ -6,12 +6,13 @@ Offset 0 actions run the same day; the others are due at enrollment date + offse
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, StringConstraints, field_validator
 
 from commonlib.clock import isoformat
 
@@ -20,20 +21,56 @@ MAX_ACTIONS = 20
 MAX_TERM_MONTHS = 360
 DAYS_PER_PAYMENT_PERIOD = 30
 SECONDS_PER_DAY = 86400
+# The largest request body the API takes. The offer travels through Step Functions (256 KB per
+# state), the offer and action items (400 KB each) and the stream, with its payment schedule.
+MAX_REQUEST_BYTES = 32 * 1024
+# Free-form data nests inside the offer item, and DynamoDB allows 32 levels in all.
+MAX_EXTRA_DEPTH = 8
+DYNAMODB_DIGITS = 38
+DYNAMODB_EXPONENTS = range(-130, 126)
 
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
 ActionName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
 
+def _storable_number(number: int | float) -> None:
+    if isinstance(number, float) and not math.isfinite(number):
+        raise ValueError("not a finite number")
+    exact = Decimal(repr(number)) if isinstance(number, float) else Decimal(number)
+    if exact and (len(exact.as_tuple().digits) > DYNAMODB_DIGITS or exact.adjusted() not in DYNAMODB_EXPONENTS):
+        raise ValueError("number outside what DynamoDB stores (38 significant digits, magnitude 1e-130 to 1e125)")
+
+
+def storable(value: Any) -> Any:
+    """Free-form data (fields the model does not name) must survive every hop it makes: JSON through
+    Step Functions and the stream, a DynamoDB map in the offer and action items."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_EXTRA_DEPTH:
+                raise ValueError(f"nested deeper than {MAX_EXTRA_DEPTH} levels")
+            pending.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+        elif isinstance(item, int | float) and not isinstance(item, bool):
+            _storable_number(item)
+    return value
+
+
+# Checked before JsonValue's own (recursive) validation, so a deep value fails here, at its field.
+ExtraData = Annotated[JsonValue, BeforeValidator(storable)]
+
+
 class Action(BaseModel):
     model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, ExtraData] = Field(init=False)
     name: ActionName
     offset: Annotated[int, Field(ge=0, le=MAX_OFFSET_DAYS)]
 
 
 class ContractDraft(BaseModel):
     model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, ExtraData] = Field(init=False)
     List: Annotated[list[Action], Field(min_length=1, max_length=MAX_ACTIONS)]
 
     @field_validator("List")
@@ -48,8 +85,10 @@ class ContractDraft(BaseModel):
 
 class ContractInfo(BaseModel):
     model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, ExtraData] = Field(init=False)
     product: ShortText
-    monthlyPayment: Annotated[float, Field(gt=0, le=1_000_000)]  # noqa: N815
+    # At least one cent: the schedule rounds amounts to cents (and DynamoDB stores no 1e-200).
+    monthlyPayment: Annotated[float, Field(ge=0.01, le=1_000_000)]  # noqa: N815
     termMonths: Annotated[int, Field(ge=1, le=MAX_TERM_MONTHS)]  # noqa: N815
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "USD"
 

@@ -13,8 +13,7 @@ from typing import Any
 
 from commonlib.clock import Clock, isoformat, utc_now
 from commonlib.errors import ConditionNotMetError, InvalidInputError, aws_errors_as_domain_errors
-from commonlib.validation import parse
-from enrollment import model, store
+from enrollment import store
 from enrollment.store import Tables
 
 LEASE = timedelta(minutes=5)
@@ -29,13 +28,21 @@ def acquire(
     raw_request: Any,
     execution_id: str,
     started_at: datetime,
-    offset_unit_seconds: int = model.SECONDS_PER_DAY,
+    offset_unit_seconds: int | None = None,
     clock: Clock = utc_now,
 ) -> dict[str, Any]:
-    """Validate the offer and take the one-contract-at-a-time guard.
+    """Validate the offer and take the one-contract-at-a-time guard. A day is `offset_unit_seconds`
+    long (`model.SECONDS_PER_DAY` unless given).
 
     Outcomes: `accepted` (with the normalised offer), `invalid` (nothing written) or `conflict`
     (the contract is in progress or already enrolled; audited)."""
+    # The request model (pydantic) is loaded here, the one step that validates: the other steps of
+    # this module run on the already validated offer and never pay for it at cold start.
+    from commonlib.validation import parse
+    from enrollment import model
+
+    if offset_unit_seconds is None:
+        offset_unit_seconds = model.SECONDS_PER_DAY
     try:
         request = parse(model.EnrollmentRequest, raw_request)
     except InvalidInputError as invalid:

@@ -13,9 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from boto3.dynamodb.conditions import Key
-from boto3.dynamodb.types import TypeDeserializer
-
 from commonlib import aws
 from commonlib.clock import isoformat
 
@@ -35,6 +32,10 @@ ACTION_PENDING, ACTION_SCHEDULED, ACTION_FULFILLED, ACTION_FAILED, ACTION_CANCEL
     "failed",
     "cancelled",
 )
+
+# The audit partition of rejected input. Never a contract id: those start with a letter or digit.
+REJECTIONS = "_rejected"
+MAX_REASON_CHARS = 500
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,22 @@ def append_audit(tables: Tables, entry: dict[str, Any]) -> None:
     tables.audit.put_item(Item=entry, ConditionExpression="attribute_not_exists(entryId)")
 
 
+def rejection_entry(
+    source: str, error: str, reason: str, correlation_id: str, at: datetime, details: dict[str, Any]
+) -> dict[str, Any]:
+    """The audit entry of rejected input (a malformed stream record or hook payload), in the
+    `REJECTIONS` partition: its contract id, if it has one, cannot be trusted. `details` names the
+    offending fields and what the input claimed to be about; never the raw input."""
+    return audit_entry(
+        REJECTIONS,
+        f"reject:{source}",
+        f"rejected: {error}",
+        correlation_id,
+        at,
+        details={"error": error, "reason": reason[:MAX_REASON_CHARS], **details},
+    )
+
+
 def audit_put(tables: Tables, entry: dict[str, Any]) -> dict[str, Any]:
     """The same append, as one item of a transaction."""
     return {
@@ -105,6 +122,8 @@ def item_from_condition_failure(error: BaseException) -> dict[str, Any]:
     cause = error.__cause__ if error.__cause__ is not None else error
     response = getattr(cause, "response", {}) or {}
     raw = response.get("Item") or {}
+    from boto3.dynamodb.types import TypeDeserializer  # boto3 is loaded: a call just failed
+
     deserializer = TypeDeserializer()
     return {key: deserializer.deserialize(value) if _is_low_level(value) else value for key, value in raw.items()}
 
@@ -116,6 +135,8 @@ def _is_low_level(value: Any) -> bool:
 
 
 def audit_trail(tables: Tables, contract_id: str) -> list[dict[str, Any]]:
+    from boto3.dynamodb.conditions import Key
+
     items: list[dict[str, Any]] = []
     query = {"KeyConditionExpression": Key("contractId").eq(contract_id), "ConsistentRead": True}
     while True:

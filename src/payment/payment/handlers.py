@@ -7,7 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from commonlib import aws
+from commonlib import aws, faults
 from commonlib.observability import logger, metrics, tracer
 from payment import orders
 
@@ -19,6 +19,7 @@ def _orders_table() -> Any:
 @logger.inject_lambda_context(correlation_id_path="executionId")
 @tracer.capture_lambda_handler
 @metrics.log_metrics
+@faults.injectable
 def create_order(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = orders.create_order(_orders_table(), event.get("request"), event["executionId"])
     metrics.add_metric(name=f"Order{result['outcome'].capitalize()}", unit="Count", value=1)
@@ -28,6 +29,7 @@ def create_order(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
 
 @logger.inject_lambda_context(correlation_id_path="executionId")
 @tracer.capture_lambda_handler
+@faults.injectable
 def hold_payment(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     order = orders.transition(_orders_table(), event["orderId"], event["executionId"], orders.HOLD_PAYMENT)
     logger.info("payment held", extra={"order": order})
@@ -37,6 +39,7 @@ def hold_payment(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
 @logger.inject_lambda_context(correlation_id_path="executionId")
 @tracer.capture_lambda_handler
 @metrics.log_metrics
+@faults.injectable
 def accept_payment(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     order = orders.transition(_orders_table(), event["orderId"], event["executionId"], orders.ACCEPT_PAYMENT)
     metrics.add_metric(name="PaymentAccepted", unit="Count", value=1)

@@ -8,25 +8,13 @@ retried step of the same execution is a harmless replay while any other caller i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
-
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from typing import Any
 
 from commonlib.clock import Clock, isoformat, utc_now
 from commonlib.errors import ConditionNotMetError, InvalidInputError, aws_errors_as_domain_errors
-from commonlib.validation import parse
 
 CREATED, HOLD, PAID, FAILED = "created", "hold", "paid", "failed"
 ORDER_ID_MAX_LENGTH = 64
-
-OrderId = Annotated[str, StringConstraints(min_length=1, max_length=ORDER_ID_MAX_LENGTH, pattern=r"^[A-Za-z0-9_.:-]+$")]
-
-
-class OrderRequest(BaseModel):
-    """The start input of the workflow, e.g. `{"orderId": "1234"}`."""
-
-    model_config = ConfigDict(extra="forbid")
-    orderId: OrderId  # noqa: N815 - the seed's field name
 
 
 @dataclass(frozen=True)
@@ -44,8 +32,13 @@ def create_order(table: Any, request: Any, execution_id: str, clock: Clock = utc
     """Insert the order as `created` unless it exists. Returns the outcome as data:
 
     `{"outcome": "created", "order": {...}}`, or `{"outcome": "rejected", "rejection": {"error", "cause"}}`
-    for invalid input (`InvalidOrderInput`) and an existing order (`OrderAlreadyExists`).
+    for invalid input (`InvalidOrderInput`) and an existing order (`OrderAlreadyExists`). An order that
+    ended `failed` is the exception: a new execution may retry it, and then owns it.
     """
+    # Validation (pydantic) is loaded by the one step that validates; see `payment.request`.
+    from commonlib.validation import parse
+    from payment.request import OrderRequest
+
     try:
         order_id = parse(OrderRequest, request).orderId
     except InvalidInputError as invalid:
@@ -57,7 +50,9 @@ def create_order(table: Any, request: Any, execution_id: str, clock: Clock = utc
         with aws_errors_as_domain_errors():
             table.put_item(
                 Item=item,
-                ConditionExpression="attribute_not_exists(orderId)",
+                ConditionExpression="attribute_not_exists(orderId) OR #status = :failed",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":failed": FAILED},
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
     except ConditionNotMetError as exists:

@@ -8,10 +8,12 @@ is the Lambda `errorType` on AWS (the local emulator reports every one as `Runti
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
 
 
 class DomainError(Exception):
@@ -88,5 +90,10 @@ def aws_errors_as_domain_errors() -> Iterator[None]:
     """Re-raise any `ClientError` raised inside the block as the matching `DomainError`."""
     try:
         yield
-    except ClientError as error:
-        raise map_client_error(error) from error
+    except Exception as error:
+        # Only botocore raises ClientError: if botocore.exceptions was never imported, this is not one.
+        # Importing botocore here (or at module scope) would load the SDK where nothing calls AWS.
+        exceptions = sys.modules.get("botocore.exceptions")
+        if exceptions is not None and isinstance(error, exceptions.ClientError):
+            raise map_client_error(error) from error
+        raise

@@ -1,0 +1,425 @@
+"""Fault injection through every Lambda Task of the three state machines, the stream consumer and the
+hook target (commonlib.faults; the stack is deployed with FaultInjection=enabled by samconfig `local`).
+
+Every Lambda Task retries `States.TaskFailed` twice, so 2 faults are transient (the run succeeds, with
+no duplicate effect) and 3 are persistent (the run ends in its documented consistent state, and a
+later retry of the same request succeeds). Each test ends with the invariants check (conftest).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from boto3.dynamodb.types import TypeDeserializer
+
+from commonlib import faults
+from tests.integration.conftest import EnrollmentApi, LocalStack
+from tests.support.enrollment import post, scan, stream_records
+from tests.support.waiting import finished_execution, wait_until
+
+pytestmark = pytest.mark.integration
+EVENTS = Path(__file__).resolve().parents[2] / "events" / "enrollment"
+SEED = json.loads((EVENTS / "input.json").read_text())
+TRANSIENT, PERSISTENT = 2, 3
+# One same-day action and one far in the future: no hook fires while these tests run.
+DRAFT = {"List": [{"name": "action2", "offset": 0}, {"name": "action1", "offset": 300}]}
+
+
+class Faults:
+    def __init__(self, local_stack: LocalStack) -> None:
+        self.dynamodb = local_stack.client("dynamodb")
+        self.table = local_stack.outputs["FaultInjectionTableName"]
+        self.armed: list[str] = []
+
+    def arm(self, function_name: str, failures: int) -> None:
+        faults.arm(self.dynamodb, self.table, function_name, failures)
+        self.armed.append(function_name)
+
+    def injected(self, function_name: str) -> int:
+        return faults.injected_count(self.dynamodb, self.table, function_name)
+
+    def disarm_all(self) -> None:
+        for function_name in self.armed:
+            faults.arm(self.dynamodb, self.table, function_name, 0)
+
+
+@pytest.fixture
+def fault(local_stack: LocalStack) -> Iterator[Faults]:
+    injector = Faults(local_stack)
+    try:
+        yield injector
+    finally:
+        injector.disarm_all()
+
+
+def offer(contract_id: str, account_id: str = "A-100") -> dict[str, Any]:
+    body = copy.deepcopy(SEED)
+    body.update(contractId=contract_id, accountId=account_id, contractDraft=copy.deepcopy(DRAFT))
+    return body
+
+
+def offer_item(local_stack: LocalStack, contract_id: str) -> dict[str, Any] | None:
+    answer = local_stack.client("dynamodb").get_item(
+        TableName=local_stack.outputs["OffersTableName"], Key={"OfferId": {"S": contract_id}}, ConsistentRead=True
+    )
+    return _plain(answer.get("Item"))
+
+
+def ucp_contracts(local_stack: LocalStack, account_id: str = "A-100") -> dict[str, Any]:
+    answer = local_stack.client("dynamodb").get_item(
+        TableName=local_stack.outputs["UcpTableName"], Key={"accountId": {"S": account_id}}, ConsistentRead=True
+    )
+    return (_plain(answer.get("Item")) or {}).get("contracts") or {}
+
+
+def actions(local_stack: LocalStack, contract_id: str) -> dict[str, dict[str, Any]]:
+    items = scan(local_stack.client("dynamodb"), local_stack.outputs["ActionsTableName"])
+    return {a["actionName"]: a for a in items if a["contractId"] == contract_id}
+
+
+def audit(local_stack: LocalStack, contract_id: str) -> list[str]:
+    entries = scan(local_stack.client("dynamodb"), local_stack.outputs["AuditTableName"])
+    return [
+        f"{e['step']}={e['outcome']}"
+        for e in sorted(entries, key=lambda e: e["entryId"])
+        if e["contractId"] == contract_id
+    ]
+
+
+def published(local_stack: LocalStack, contract_id: str) -> int:
+    records = stream_records(local_stack.client("kinesis"), local_stack.outputs["EnrollmentStreamName"])
+    return len({json.dumps(r, sort_keys=True) for r in records if r.get("contractId") == contract_id})
+
+
+def payments(local_stack: LocalStack, contract_id: str) -> list[str]:
+    executions = local_stack.client("stepfunctions").list_executions(
+        stateMachineArn=local_stack.outputs["PaymentStateMachineArn"]
+    )["executions"]
+    return [e["name"] for e in executions if e["name"].startswith(f"{contract_id}-payment-")]
+
+
+def _plain(item: dict[str, Any] | None) -> dict[str, Any] | None:
+    if item is None:
+        return None
+    deserializer = TypeDeserializer()
+    return {key: deserializer.deserialize(value) for key, value in item.items()}
+
+
+def assert_enrolled_once(local_stack: LocalStack, contract_id: str, reverted_before: int = 0) -> None:
+    """Enrolled now, published once, one payment; the audit keeps each earlier, reverted enrollment too."""
+    assert offer_item(local_stack, contract_id)["status"] == "enrolled"
+    assert ucp_contracts(local_stack)[contract_id]["status"] == "enrolled"
+    assert published(local_stack, contract_id) == 1
+    assert payments(local_stack, contract_id) == [f"{contract_id}-payment-1"]
+    trail = audit(local_stack, contract_id)
+    assert [e for e in trail if e.startswith("enroll=")] == ["enroll=enrolled: UCP updated, payments set"] * (
+        1 + reverted_before
+    )
+    assert len([e for e in trail if e.startswith("revert=")]) == reverted_before
+
+
+# ------------------------------------------------------------------ immediate workflow (EXPRESS, sync)
+
+IMMEDIATE_STEPS = ["AcceptOffer", "VerifyCustomer", "RulesLab", "CommitEnrollment", "PublishEnrollment"]
+
+
+@pytest.mark.parametrize("function_name", IMMEDIATE_STEPS)
+def test_transient_fault_in_an_immediate_step_is_retried_and_enrolls_once(
+    local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults, function_name: str
+) -> None:
+    contract_id = f"FI-T-{function_name}"
+    fault.arm(function_name, TRANSIENT)
+
+    answer = post(enrollment_api.url, offer(contract_id), enrollment_api.api_key)
+
+    assert answer.status == 201, answer
+    assert fault.injected(function_name) == TRANSIENT
+    assert_enrolled_once(local_stack, contract_id)
+    assert actions(local_stack, contract_id)["action2"]["state"] == "fulfilled"
+
+
+@pytest.mark.parametrize("function_name", IMMEDIATE_STEPS)
+def test_persistent_fault_in_an_immediate_step_fails_consistently_and_a_retry_enrolls(
+    local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults, function_name: str
+) -> None:
+    contract_id = f"FI-P-{function_name}"
+    fault.arm(function_name, PERSISTENT)
+
+    failed = post(enrollment_api.url, offer(contract_id), enrollment_api.api_key)
+
+    assert failed.status == 500, failed
+    assert failed.body["error"] == "EnrollmentFailed"
+    assert "Traceback" not in json.dumps(failed.body)
+    assert fault.injected(function_name) == PERSISTENT
+    stored = offer_item(local_stack, contract_id)
+    if function_name == "AcceptOffer":
+        assert stored is None, "nothing is written when the guard step itself never ran"
+    else:
+        assert stored["status"] == "failed"
+        reason = stored.get("statusReason") or stored.get("failureReason") or ""
+        assert any(word in reason for word in ("injected fault", "HandlerError", "TaskFailed")), reason
+        assert any(e.startswith(("failure=", "revert=")) for e in audit(local_stack, contract_id))
+    assert contract_id not in ucp_contracts(local_stack)
+    assert {a["state"] for a in actions(local_stack, contract_id).values()} <= {"cancelled"}
+    assert published(local_stack, contract_id) == 0
+    assert payments(local_stack, contract_id) == []
+
+    retried = post(enrollment_api.url, offer(contract_id), enrollment_api.api_key)
+
+    assert retried.status == 201, retried
+    assert_enrolled_once(local_stack, contract_id, reverted_before=1 if function_name == "PublishEnrollment" else 0)
+
+
+def test_faults_in_the_outcome_recorder_on_the_ineligible_path(
+    local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults
+) -> None:
+    # A-200 is ineligible (bankruptcy flag): RecordIneligible runs RecordEnrollmentOutcome.
+    fault.arm("RecordEnrollmentOutcome", TRANSIENT)
+    transient = post(enrollment_api.url, offer("FI-T-RecordOutcome", "A-200"), enrollment_api.api_key)
+    assert transient.status == 200, transient
+    assert transient.body["status"] == "ineligible"
+    assert offer_item(local_stack, "FI-T-RecordOutcome")["status"] == "ineligible"
+
+    # Persistent: RecordIneligible gives up, its Catch runs RecordFailure (the same function, healthy again).
+    fault.arm("RecordEnrollmentOutcome", PERSISTENT)
+    failed = post(enrollment_api.url, offer("FI-P-RecordOutcome", "A-200"), enrollment_api.api_key)
+    assert failed.status == 500, failed
+    assert offer_item(local_stack, "FI-P-RecordOutcome")["status"] == "failed"
+    assert "FI-P-RecordOutcome" not in ucp_contracts(local_stack, "A-200")
+
+    retried = post(enrollment_api.url, offer("FI-P-RecordOutcome", "A-200"), enrollment_api.api_key)
+    assert retried.status == 200, retried
+    assert offer_item(local_stack, "FI-P-RecordOutcome")["status"] == "ineligible"
+
+
+def test_transient_fault_in_the_compensation_still_reverts(
+    local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults
+) -> None:
+    contract_id = "FI-T-RevertEnrollment"
+    fault.arm("PublishEnrollment", PERSISTENT)
+    fault.arm("RevertEnrollment", TRANSIENT)
+
+    failed = post(enrollment_api.url, offer(contract_id), enrollment_api.api_key)
+
+    assert failed.status == 500, failed
+    assert fault.injected("RevertEnrollment") == TRANSIENT
+    assert offer_item(local_stack, contract_id)["status"] == "failed"
+    assert contract_id not in ucp_contracts(local_stack)
+    assert {a["state"] for a in actions(local_stack, contract_id).values()} == {"cancelled"}
+    assert published(local_stack, contract_id) == 0
+    assert [e for e in audit(local_stack, contract_id) if e.startswith("revert=")]
+
+    retried = post(enrollment_api.url, offer(contract_id), enrollment_api.api_key)
+    assert retried.status == 201, retried
+    assert_enrolled_once(local_stack, contract_id, reverted_before=1)
+
+
+def test_faults_in_the_same_day_fulfillment(
+    local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults
+) -> None:
+    fault.arm("FulfillAction", TRANSIENT)
+    transient = post(enrollment_api.url, offer("FI-T-FulfillAction"), enrollment_api.api_key)
+    assert transient.status == 201, transient
+    assert [a["status"] for a in transient.body["sameDayActions"]] == ["fulfilled"]
+    assert [e for e in audit(local_stack, "FI-T-FulfillAction") if e.startswith("action:action2=")] == [
+        "action:action2=fulfilled (same-day)"
+    ]
+
+    # Persistent: the enrollment stands (it is committed and published); the answer says which
+    # same-day action failed, the action stays pending, and re-invoking the fulfillment completes it once.
+    contract_id = "FI-P-FulfillAction"
+    fault.arm("FulfillAction", PERSISTENT)
+    answer = post(enrollment_api.url, offer(contract_id), enrollment_api.api_key)
+    assert answer.status == 201, answer
+    assert [a["status"] for a in answer.body["sameDayActions"]] == ["failed"]
+    assert actions(local_stack, contract_id)["action2"]["state"] == "pending"
+    assert_enrolled_once(local_stack, contract_id)
+
+    pending = actions(local_stack, contract_id)["action2"]
+    action = {"name": "action2", "offset": int(pending["offset"]), "dueAt": pending["dueAt"], "data": pending["data"]}
+    retry_event = {"contractId": contract_id, "correlationId": "fi-retry", "trigger": "same-day", "action": action}
+    lambda_client = local_stack.client("lambda")
+    for _ in range(2):  # the second one is a duplicate and changes nothing
+        lambda_client.invoke(FunctionName="FulfillAction", Payload=json.dumps(retry_event).encode())
+    assert actions(local_stack, contract_id)["action2"]["state"] == "fulfilled"
+
+
+# ------------------------------------------------------------------ payment workflow (STANDARD)
+
+PAYMENT_STEPS = ["mock-create-order", "mock-hold-payment", "mock-accept-payment"]
+
+
+def run_payment(local_stack: LocalStack, order_id: str) -> dict[str, Any]:
+    stepfunctions = local_stack.client("stepfunctions")
+    started = stepfunctions.start_execution(
+        stateMachineArn=local_stack.outputs["PaymentStateMachineArn"], input=json.dumps({"orderId": order_id})
+    )
+    return finished_execution(stepfunctions, started["executionArn"], deadline_seconds=90)
+
+
+def order(local_stack: LocalStack, order_id: str) -> dict[str, Any] | None:
+    answer = local_stack.client("dynamodb").get_item(
+        TableName=local_stack.outputs["OrdersTableName"], Key={"orderId": {"S": order_id}}, ConsistentRead=True
+    )
+    return _plain(answer.get("Item"))
+
+
+@pytest.mark.parametrize("function_name", PAYMENT_STEPS)
+def test_payment_step_faults_transient_then_persistent_then_retry(
+    local_stack: LocalStack, fault: Faults, function_name: str
+) -> None:
+    order_id = f"fi-{function_name}"
+    fault.arm(function_name, TRANSIENT)
+    assert run_payment(local_stack, f"{order_id}-t")["status"] == "SUCCEEDED"
+    assert order(local_stack, f"{order_id}-t")["status"] == "paid"
+
+    fault.arm(function_name, PERSISTENT)
+    failed = run_payment(local_stack, order_id)
+    assert failed["status"] == "FAILED"
+    stored = order(local_stack, order_id)
+    if function_name == "mock-create-order":
+        assert stored is None, "the order is never written when creating it failed"
+    else:
+        assert stored["status"] == "failed"
+        assert stored["failureReason"]
+
+    retried = run_payment(local_stack, order_id)
+    assert retried["status"] == "SUCCEEDED", retried
+    assert order(local_stack, order_id)["status"] == "paid"
+
+
+# ------------------------------------------------------------------ eventual workflow
+
+
+def enroll_with_hooks(enrollment_api: EnrollmentApi, contract_id: str, offsets: dict[str, int]) -> None:
+    body = offer(contract_id)
+    body["contractDraft"] = {"List": [{"name": name, "offset": offset} for name, offset in offsets.items()]}
+    answer = post(enrollment_api.url, body, enrollment_api.api_key)
+    assert answer.status == 201, answer
+
+
+def async_executions(local_stack: LocalStack, contract_id: str) -> list[dict[str, Any]]:
+    executions = local_stack.client("stepfunctions").list_executions(
+        stateMachineArn=local_stack.outputs["EnrollmentAsyncStateMachineArn"]
+    )["executions"]
+    return [e for e in executions if e["name"].startswith(contract_id)]
+
+
+def test_transient_fault_in_the_stream_consumer_is_retried_and_starts_the_workflow_once(
+    local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults
+) -> None:
+    contract_id = "FI-T-DataLambda"
+    fault.arm("DataLambda", TRANSIENT)
+
+    enroll_with_hooks(enrollment_api, contract_id, {"action1": 300})
+
+    wait_until(lambda: actions(local_stack, contract_id)["action1"]["state"] == "scheduled", 90, "the hook")
+    assert fault.injected("DataLambda") == TRANSIENT
+    assert len(async_executions(local_stack, contract_id)) == 1
+
+
+def test_schedule_hook_faults_transient_then_persistent_then_redrive(
+    local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults
+) -> None:
+    fault.arm("ScheduleHook", TRANSIENT)
+    enroll_with_hooks(enrollment_api, "FI-T-ScheduleHook", {"action1": 300})
+    # The action is marked `scheduled` before its hook is created: wait for the hook itself.
+    wait_until(lambda: hook_exists(local_stack, "FI-T-ScheduleHook-action1"), 90, "the hook")
+    assert fault.injected("ScheduleHook") == TRANSIENT
+    assert actions(local_stack, "FI-T-ScheduleHook")["action1"]["state"] == "scheduled"
+
+    contract_id = "FI-P-ScheduleHook"
+    fault.arm("ScheduleHook", PERSISTENT)
+    enroll_with_hooks(enrollment_api, contract_id, {"action1": 300})
+    failed = wait_until(
+        lambda: (a := actions(local_stack, contract_id).get("action1")) and a["state"] == "failed" and a,
+        90,
+        "the action to be marked failed",
+    )
+    assert failed["failureReason"].startswith("the hook could not be scheduled")
+
+    # The documented retry: run the async workflow again with its original input.
+    stepfunctions = local_stack.client("stepfunctions")
+    original = async_executions(local_stack, contract_id)[0]
+    workflow_input = stepfunctions.describe_execution(executionArn=original["executionArn"])["input"]
+    redrive = stepfunctions.start_sync_execution(
+        stateMachineArn=local_stack.outputs["EnrollmentAsyncStateMachineArn"], input=workflow_input
+    )
+    assert redrive["status"] == "SUCCEEDED", redrive
+    assert actions(local_stack, contract_id)["action1"]["state"] == "scheduled"
+    assert hook_exists(local_stack, f"{contract_id}-action1")
+
+
+def hook_exists(local_stack: LocalStack, name: str) -> bool:
+    scheduler = local_stack.client("scheduler")
+    try:
+        scheduler.get_schedule(GroupName=local_stack.outputs["HookScheduleGroupName"], Name=name)
+    except scheduler.exceptions.ResourceNotFoundException:
+        return False
+    return True
+
+
+def test_fault_in_the_hook_target_leaves_the_action_scheduled_until_the_hook_is_replayed(
+    local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults
+) -> None:
+    """On AWS the Scheduler hands the hook to Lambda asynchronously: Lambda retries a failing handler
+    twice and then sends the event to the hooks' DLQ (next test); the emulator's scheduler calls the
+    function once. Either way the action stays `scheduled` until a delivery succeeds, and a replay of
+    the same hook input fulfils it exactly once."""
+    contract_id = "FI-HookTarget"
+    fault.arm("FulfillAction", 1)  # no same-day action in this draft: the hook is the first call
+
+    enroll_with_hooks(enrollment_api, contract_id, {"action1": 1})
+
+    wait_until(lambda: fault.injected("FulfillAction") == 1, 90, "the hook to fire into the fault")
+    assert actions(local_stack, contract_id)["action1"]["state"] == "scheduled"
+    assert not [e for e in audit(local_stack, contract_id) if e.startswith("action:action1=")]
+
+    hook_input = _hook_input(local_stack, contract_id, "action1")
+    lambda_client = local_stack.client("lambda")
+    for _ in range(2):  # a replay, then a duplicate of it
+        lambda_client.invoke(FunctionName="FulfillAction", Payload=hook_input.encode())
+    assert actions(local_stack, contract_id)["action1"]["state"] == "fulfilled"
+    fulfilled = [e for e in audit(local_stack, contract_id) if e.startswith("action:action1=fulfilled")]
+    assert len(fulfilled) == 1
+
+
+def _hook_input(local_stack: LocalStack, contract_id: str, action_name: str) -> str:
+    """The hook's input as the async workflow gave it to the Scheduler (the schedule deleted itself)."""
+    execution = async_executions(local_stack, contract_id)[0]
+    workflow_input = json.loads(
+        local_stack.client("stepfunctions").describe_execution(executionArn=execution["executionArn"])["input"]
+    )
+    return next(h["targetInput"] for h in workflow_input["hooks"] if h["actionName"] == action_name)
+
+
+def test_an_asynchronous_invocation_that_keeps_failing_lands_on_the_hooks_dead_letter_queue(
+    local_stack: LocalStack, fault: Faults
+) -> None:
+    """On AWS the hooks' schedules invoke FulfillAction asynchronously: Lambda retries a failed event
+    twice and then sends it with its error to the hooks' dead-letter queue (EventInvokeConfig
+    OnFailure). The emulator's scheduler calls the function directly, so the asynchronous path is
+    driven here with an `Event` invocation: 1 call + 2 retries, all failing."""
+    fault.arm("FulfillAction", PERSISTENT)
+    marker = {"contractId": "FI-Async-FulfillAction", "correlationId": "dead-letter"}
+
+    local_stack.client("lambda").invoke(
+        FunctionName="FulfillAction", InvocationType="Event", Payload=json.dumps(marker).encode()
+    )
+
+    sqs = local_stack.client("sqs")
+    queue = local_stack.outputs["HookDeadLetterQueueUrl"]
+
+    def dead_lettered() -> dict[str, Any] | None:
+        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        records = [json.loads(message["Body"]) for message in messages]
+        return next((r for r in records if r.get("requestPayload") == marker), None)
+
+    record = wait_until(dead_lettered, 90, "the failed event on the hooks' dead-letter queue", interval=1)
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert fault.injected("FulfillAction") == PERSISTENT, record

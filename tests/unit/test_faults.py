@@ -1,0 +1,79 @@
+"""Local fault injection: a function armed with N faults fails exactly its next N invocations."""
+
+from __future__ import annotations
+
+import tomllib
+from typing import Any
+
+import boto3
+import pytest
+
+from commonlib import aws as aws_clients
+from commonlib import faults
+from tests.support.template import ROOT, resource, template
+from tests.unit.conftest import FakeLambdaContext, create_table
+
+
+@pytest.fixture
+def fault_table(aws: None, monkeypatch: pytest.MonkeyPatch) -> str:
+    aws_clients.client.cache_clear()
+    monkeypatch.setenv(faults.FAULT_TABLE_VARIABLE, "FaultInjection")
+    create_table("FaultInjectionTable", "FaultInjection")
+    return "FaultInjection"
+
+
+def handler_counting_calls() -> tuple[Any, list[Any]]:
+    calls: list[Any] = []
+
+    @faults.injectable
+    def handler(event: Any, context: Any) -> dict[str, Any]:
+        calls.append(event)
+        return {"ok": True}
+
+    return handler, calls
+
+
+def test_an_armed_function_fails_its_next_n_invocations_then_runs(fault_table: str) -> None:
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    handler, calls = handler_counting_calls()
+    faults.arm(dynamodb, fault_table, "AcceptOffer", 2)
+    context = FakeLambdaContext(function_name="AcceptOffer")
+
+    for attempt in (1, 2):
+        with pytest.raises(faults.InjectedFaultError, match=f"injected fault {attempt} in AcceptOffer"):
+            handler({"n": attempt}, context)
+    assert handler({"n": 3}, context) == {"ok": True}
+
+    assert calls == [{"n": 3}], "the handler never runs while a fault is armed"
+    assert faults.injected_count(dynamodb, fault_table, "AcceptOffer") == 2
+
+
+def test_faults_are_per_function(fault_table: str) -> None:
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    handler, _ = handler_counting_calls()
+    faults.arm(dynamodb, fault_table, "RulesLab", 1)
+
+    assert handler({}, FakeLambdaContext(function_name="VerifyCustomer")) == {"ok": True}
+    assert faults.injected_count(dynamodb, fault_table, "VerifyCustomer") == 0
+    with pytest.raises(faults.InjectedFaultError):
+        handler({}, FakeLambdaContext(function_name="RulesLab"))
+
+
+def test_without_the_variable_nothing_is_read_and_the_handler_runs(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(faults.FAULT_TABLE_VARIABLE, raising=False)
+    aws_clients.client.cache_clear()
+    handler, calls = handler_counting_calls()
+
+    # No table exists: any read would raise ResourceNotFoundException.
+    assert handler({"n": 1}, FakeLambdaContext(function_name="AcceptOffer")) == {"ok": True}
+    assert calls == [{"n": 1}]
+
+
+def test_fault_injection_is_off_unless_the_local_config_enables_it() -> None:
+    assert template()["Parameters"]["FaultInjection"]["Default"] == "disabled"
+    assert resource("FaultInjectionTable")["Condition"] == "FaultInjectionEnabled"
+    variable = template()["Globals"]["Function"]["Environment"]["Variables"][faults.FAULT_TABLE_VARIABLE]
+    assert variable == {"Fn::If": ["FaultInjectionEnabled", {"Ref": "FaultInjectionTable"}, {"Ref": "AWS::NoValue"}]}
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    assert "FaultInjection=enabled" not in config["default"]["deploy"]["parameters"]["parameter_overrides"]
+    assert "FaultInjection=enabled" in config["local"]["deploy"]["parameters"]["parameter_overrides"].split()
