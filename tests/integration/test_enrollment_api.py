@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import EnrollmentApi, LocalStack
-from tests.support.enrollment import post, scan, stream_records
+from tests.support.enrollment import audit_trail, post, scan, stream_records
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -61,15 +61,6 @@ def contract_records(local_stack: LocalStack, contract_id: str) -> list[dict[str
     return [record for record in records if record["contractId"] == contract_id]
 
 
-def audit(local_stack: LocalStack, contract_id: str) -> list[str]:
-    entries = scan(local_stack.client("dynamodb"), local_stack.outputs["AuditTableName"])
-    return [
-        f"{e['step']}={e['outcome']}"
-        for e in sorted(entries, key=lambda e: e["entryId"])
-        if e["contractId"] == contract_id
-    ]
-
-
 def item(local_stack: LocalStack, table_output: str, key: dict[str, str]) -> dict[str, Any] | None:
     found = [
         i for i in scan(local_stack.client("dynamodb"), local_stack.outputs[table_output]) if key.items() <= i.items()
@@ -111,7 +102,7 @@ def test_eligible_offer_is_enrolled_end_to_end(local_stack: LocalStack, enrollme
     assert len(records) == 1
     assert [a["name"] for a in records[0]["eventualActions"]] == ["action100", "action1", "rateChange"]
     assert records[0]["correlationId"] == "corr-it-1"
-    trail = audit(local_stack, "IT-ELIGIBLE-1")
+    trail = audit_trail(local_stack, "IT-ELIGIBLE-1")
     for expected in (
         "receive-offer=received",
         "verify-customer=verified",
@@ -141,7 +132,7 @@ def test_ineligible_offer_is_a_normal_answer_with_reasons(
     assert answer.body["reasons"] == ["the account is flagged for bankruptcy"]
     assert answer.body["rulesVersion"] == "2026-11-01.1"
     assert item(local_stack, "OffersTableName", {"OfferId": "IT-INELIGIBLE-1"})["status"] == "ineligible"
-    assert "rules-lab=ineligible: the account is flagged for bankruptcy" in audit(local_stack, "IT-INELIGIBLE-1")
+    assert "rules-lab=ineligible: the account is flagged for bankruptcy" in audit_trail(local_stack, "IT-INELIGIBLE-1")
     assert contract_records(local_stack, "IT-INELIGIBLE-1") == []
     assert "IT-INELIGIBLE-1" not in item(local_stack, "UcpTableName", {"accountId": "A-200"})["contracts"]
 
@@ -155,7 +146,7 @@ def test_unknown_or_inactive_account_is_rejected_and_audited(
 
     assert answer.status == 422
     assert (answer.body["status"], answer.body["reason"]) == ("not_verified", reason)
-    assert f"verify-customer=rejected: {reason}" in audit(local_stack, contract_id)
+    assert f"verify-customer=rejected: {reason}" in audit_trail(local_stack, contract_id)
     assert contract_records(local_stack, contract_id) == []
 
 
@@ -287,9 +278,9 @@ def test_concurrent_requests_for_one_contract_enroll_exactly_once(
         stateMachineArn=local_stack.outputs["PaymentStateMachineArn"]
     )
     assert [e["name"] for e in executions["executions"]].count("IT-RACE-1-payment-1") == 1
-    enrollments = [e for e in audit(local_stack, "IT-RACE-1") if e.startswith("enroll=")]
+    enrollments = [e for e in audit_trail(local_stack, "IT-RACE-1") if e.startswith("enroll=")]
     assert len(enrollments) == 1
-    rejections = [e for e in audit(local_stack, "IT-RACE-1") if e.startswith("receive-offer=rejected")]
+    rejections = [e for e in audit_trail(local_stack, "IT-RACE-1") if e.startswith("receive-offer=rejected")]
     assert len(rejections) == RACE_CLIENTS - 1
     # One UCP change and one set of hooks.
     assert item(local_stack, "UcpTableName", {"accountId": "A-100"})["contracts"]["IT-RACE-1"]["status"] == "enrolled"
@@ -390,7 +381,7 @@ def test_publish_failure_reverts_to_a_consistent_audited_state_and_a_retry_succe
     assert {a["state"] for a in actions} == {"cancelled"}
     assert contract_records(local_stack, "IT-FAULT-1") == []
     assert "IT-FAULT-1-payment-1" not in snapshot(local_stack)["payments"]
-    assert any(entry.startswith("revert=failed: ") for entry in audit(local_stack, "IT-FAULT-1"))
+    assert any(entry.startswith("revert=failed: ") for entry in audit_trail(local_stack, "IT-FAULT-1"))
 
     retried = post(enrollment_api.url, offer("IT-FAULT-1"), enrollment_api.api_key)
 

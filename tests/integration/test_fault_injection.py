@@ -19,7 +19,7 @@ from boto3.dynamodb.types import TypeDeserializer
 
 from commonlib import faults
 from tests.integration.conftest import EnrollmentApi, LocalStack
-from tests.support.enrollment import post, scan, stream_records
+from tests.support.enrollment import audit_trail, post, scan, stream_records
 from tests.support.waiting import finished_execution, wait_until
 
 pytestmark = pytest.mark.integration
@@ -82,15 +82,6 @@ def actions(local_stack: LocalStack, contract_id: str) -> dict[str, dict[str, An
     return {a["actionName"]: a for a in items if a["contractId"] == contract_id}
 
 
-def audit(local_stack: LocalStack, contract_id: str) -> list[str]:
-    entries = scan(local_stack.client("dynamodb"), local_stack.outputs["AuditTableName"])
-    return [
-        f"{e['step']}={e['outcome']}"
-        for e in sorted(entries, key=lambda e: e["entryId"])
-        if e["contractId"] == contract_id
-    ]
-
-
 def published(local_stack: LocalStack, contract_id: str) -> int:
     records = stream_records(local_stack.client("kinesis"), local_stack.outputs["EnrollmentStreamName"])
     return len({json.dumps(r, sort_keys=True) for r in records if r.get("contractId") == contract_id})
@@ -116,7 +107,7 @@ def assert_enrolled_once(local_stack: LocalStack, contract_id: str, reverted_bef
     assert ucp_contracts(local_stack)[contract_id]["status"] == "enrolled"
     assert published(local_stack, contract_id) == 1
     assert payments(local_stack, contract_id) == [f"{contract_id}-payment-1"]
-    trail = audit(local_stack, contract_id)
+    trail = audit_trail(local_stack, contract_id)
     assert [e for e in trail if e.startswith("enroll=")] == ["enroll=enrolled: UCP updated, payments set"] * (
         1 + reverted_before
     )
@@ -163,7 +154,7 @@ def test_persistent_fault_in_an_immediate_step_fails_consistently_and_a_retry_en
         assert stored["status"] == "failed"
         reason = stored.get("statusReason") or stored.get("failureReason") or ""
         assert any(word in reason for word in ("injected fault", "HandlerError", "TaskFailed")), reason
-        assert any(e.startswith(("failure=", "revert=")) for e in audit(local_stack, contract_id))
+        assert any(e.startswith(("failure=", "revert=")) for e in audit_trail(local_stack, contract_id))
     assert contract_id not in ucp_contracts(local_stack)
     assert {a["state"] for a in actions(local_stack, contract_id).values()} <= {"cancelled"}
     assert published(local_stack, contract_id) == 0
@@ -212,7 +203,7 @@ def test_transient_fault_in_the_compensation_still_reverts(
     assert contract_id not in ucp_contracts(local_stack)
     assert {a["state"] for a in actions(local_stack, contract_id).values()} == {"cancelled"}
     assert published(local_stack, contract_id) == 0
-    assert [e for e in audit(local_stack, contract_id) if e.startswith("revert=")]
+    assert [e for e in audit_trail(local_stack, contract_id) if e.startswith("revert=")]
 
     retried = post(enrollment_api.url, offer(contract_id), enrollment_api.api_key)
     assert retried.status == 201, retried
@@ -226,7 +217,7 @@ def test_faults_in_the_same_day_fulfillment(
     transient = post(enrollment_api.url, offer("FI-T-FulfillAction"), enrollment_api.api_key)
     assert transient.status == 201, transient
     assert [a["status"] for a in transient.body["sameDayActions"]] == ["fulfilled"]
-    assert [e for e in audit(local_stack, "FI-T-FulfillAction") if e.startswith("action:action2=")] == [
+    assert [e for e in audit_trail(local_stack, "FI-T-FulfillAction") if e.startswith("action:action2=")] == [
         "action:action2=fulfilled (same-day)"
     ]
 
@@ -378,14 +369,14 @@ def test_fault_in_the_hook_target_leaves_the_action_scheduled_until_the_hook_is_
 
     wait_until(lambda: fault.injected("FulfillAction") == 1, 90, "the hook to fire into the fault")
     assert actions(local_stack, contract_id)["action1"]["state"] == "scheduled"
-    assert not [e for e in audit(local_stack, contract_id) if e.startswith("action:action1=")]
+    assert not [e for e in audit_trail(local_stack, contract_id) if e.startswith("action:action1=")]
 
     hook_input = _hook_input(local_stack, contract_id, "action1")
     lambda_client = local_stack.client("lambda")
     for _ in range(2):  # a replay, then a duplicate of it
         lambda_client.invoke(FunctionName="FulfillAction", Payload=hook_input.encode())
     assert actions(local_stack, contract_id)["action1"]["state"] == "fulfilled"
-    fulfilled = [e for e in audit(local_stack, contract_id) if e.startswith("action:action1=fulfilled")]
+    fulfilled = [e for e in audit_trail(local_stack, contract_id) if e.startswith("action:action1=fulfilled")]
     assert len(fulfilled) == 1
 
 

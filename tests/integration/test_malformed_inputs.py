@@ -32,7 +32,7 @@ from hypothesis import given
 
 from tests.integration.conftest import EnrollmentApi, LocalStack
 from tests.support import malformed
-from tests.support.enrollment import post, request, scan
+from tests.support.enrollment import post, raw_stream_records, request, scan
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -62,20 +62,7 @@ FAR_DRAFT = {"List": [{"name": "action2", "offset": 0}, {"name": "action1", "off
 
 
 def _stream(local_stack: LocalStack) -> list[tuple[str, str, bytes]]:
-    kinesis = local_stack.client("kinesis")
-    stream = local_stack.outputs["EnrollmentStreamName"]
-    records = []
-    for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
-        iterator = kinesis.get_shard_iterator(
-            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while iterator:
-            page = kinesis.get_records(ShardIterator=iterator, Limit=1000)
-            records += [(shard["ShardId"], r["SequenceNumber"], r["Data"]) for r in page["Records"]]
-            if not page["Records"]:
-                break
-            iterator = page.get("NextShardIterator")
-    return records
+    return raw_stream_records(local_stack.client("kinesis"), local_stack.outputs["EnrollmentStreamName"])
 
 
 def _executions(local_stack: LocalStack, output: str) -> list[tuple[str, str]]:

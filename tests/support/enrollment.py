@@ -58,9 +58,8 @@ def scan(dynamodb: Any, table_name: str) -> list[dict[str, Any]]:
         query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def stream_records(kinesis: Any, stream_name: str) -> list[dict[str, Any]]:
-    """The records on the stream that name a contract: JSON objects with a string `contractId`. Others
-    (test_malformed_inputs.py puts malformed records on purpose) are skipped."""
+def raw_stream_records(kinesis: Any, stream_name: str) -> list[tuple[str, str, bytes]]:
+    """Every record on the stream, as (shard id, sequence number, data), from the trim horizon."""
     records = []
     for shard in kinesis.list_shards(StreamName=stream_name)["Shards"]:
         iterator = kinesis.get_shard_iterator(
@@ -68,11 +67,27 @@ def stream_records(kinesis: Any, stream_name: str) -> list[dict[str, Any]]:
         )["ShardIterator"]
         while iterator:
             page = kinesis.get_records(ShardIterator=iterator, Limit=1000)
-            records += [data for record in page["Records"] if (data := _contract_record(record["Data"]))]
+            records += [(shard["ShardId"], r["SequenceNumber"], r["Data"]) for r in page["Records"]]
             if not page["Records"]:
                 break
             iterator = page.get("NextShardIterator")
     return records
+
+
+def stream_records(kinesis: Any, stream_name: str) -> list[dict[str, Any]]:
+    """The records on the stream that name a contract: JSON objects with a string `contractId`. Others
+    (test_malformed_inputs.py puts malformed records on purpose) are skipped."""
+    return [data for _, _, raw in raw_stream_records(kinesis, stream_name) if (data := _contract_record(raw))]
+
+
+def audit_trail(local_stack: Any, contract_id: str) -> list[str]:
+    """A contract's audit entries in order, as `step=outcome`."""
+    entries = scan(local_stack.client("dynamodb"), local_stack.outputs["AuditTableName"])
+    return [
+        f"{e['step']}={e['outcome']}"
+        for e in sorted(entries, key=lambda e: e["entryId"])
+        if e["contractId"] == contract_id
+    ]
 
 
 def _contract_record(raw: bytes) -> dict[str, Any] | None:

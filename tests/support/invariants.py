@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from tests.support.enrollment import scan
+from tests.support.enrollment import raw_stream_records, scan
 
 SETTLE_CHECKS = 4
 SETTLE_INTERVAL_SECONDS = 2.0
@@ -164,20 +164,11 @@ def _half_written_contracts(world: World) -> list[str]:
 
 def _raw_stream(kinesis: Any, stream_name: str) -> list[Any]:
     records: list[Any] = []
-    for shard in kinesis.list_shards(StreamName=stream_name)["Shards"]:
-        iterator = kinesis.get_shard_iterator(
-            StreamName=stream_name, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while iterator:
-            page = kinesis.get_records(ShardIterator=iterator, Limit=1000)
-            for record in page["Records"]:
-                try:
-                    records.append(json.loads(record["Data"]))
-                except ValueError:
-                    records.append(None)  # a deliberately malformed record: not a publication
-            if not page["Records"]:
-                break
-            iterator = page.get("NextShardIterator")
+    for _, _, data in raw_stream_records(kinesis, stream_name):
+        try:
+            records.append(json.loads(data))
+        except ValueError:
+            records.append(None)  # a deliberately malformed record: not a publication
     return records
 
 
