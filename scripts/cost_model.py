@@ -17,6 +17,7 @@ import math
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "src/layers/common"), str(ROOT / "src/enrollment")]
 
 from commonlib.validation import parse  # noqa: E402
-from enrollment import model, publisher  # noqa: E402
+from enrollment import model, offers, publisher, store  # noqa: E402
 from tests.support.template import template  # noqa: E402
 
 PRICES_AS_OF = "2025-01 list prices, us-east-1, not re-verified on 2026-11-22"
@@ -42,10 +43,19 @@ PRICES = {
     "scheduler_invocation_per_million": 1.00,
     "cloudwatch_logs_ingest_per_gb": 0.50,
     "sqs_per_million": 0.40,
+    "xray_traces_recorded_per_million": 5.00,
 }
 DEFAULT_WARM_DURATION_MS = 40  # per Lambda invocation when no measurement is given
 EXPRESS_MEMORY_GB = 0.0625
-LOG_BYTES_PER_INVOCATION = 1200  # START/END/REPORT plus one structured line
+# CloudWatch Logs bytes per invocation, as the functions write them (JSON log format).
+SYSTEM_LOG_BYTES = 750  # START, END and REPORT, sent at a system log level of INFO or below
+APPLICATION_LOG_BYTES = 650  # the one structured INFO line each handler writes (Powertools Logger)
+EMF_LOG_BYTES = 450  # one Powertools Metrics (EMF) line, written whatever the log level
+METRIC_FUNCTIONS = ("EnrollmentApiFunction", "CommitEnrollmentFunction")  # the ones that add a metric
+# X-Ray: the immediate run (API, Lambda, EXPRESS and its steps share one trace), the stream consumer
+# with the eventual run, and each hook's invocation.
+TRACES_PER_ENROLLMENT = 5
+XRAY_SAMPLED = 0.05  # the default sampling rule beyond its first request each second
 
 
 @dataclass
@@ -73,10 +83,30 @@ class Model:
         return sum(line.usd_per_million for line in self.lines)
 
 
-def item_kb(item: dict[str, Any]) -> int:
-    """Write request units of one write of `item` (1 per KB, rounded up; names count too)."""
-    size = sum(len(key) + len(json.dumps(value, default=str)) for key, value in item.items())
-    return max(1, math.ceil(size / 1024))
+def attribute_bytes(value: Any) -> int:
+    """Size of one attribute value by DynamoDB's rules: strings by UTF-8 length, numbers about one byte
+    per two significant digits plus one, maps and lists 3 bytes plus 1 per element (and map keys)."""
+    if isinstance(value, str):
+        return len(value.encode())
+    if value is None or isinstance(value, bool):
+        return 1
+    if isinstance(value, int | float | Decimal):
+        digits = str(abs(Decimal(str(value)))).replace(".", "").strip("0") or "0"
+        return math.ceil(len(digits) / 2) + 1
+    if isinstance(value, dict):
+        return 3 + sum(len(key.encode()) + attribute_bytes(item) + 1 for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return 3 + sum(attribute_bytes(item) + 1 for item in value)
+    raise TypeError(f"no DynamoDB size for {type(value).__name__}")
+
+
+def item_bytes(item: dict[str, Any]) -> int:
+    return sum(len(name.encode()) + attribute_bytes(value) for name, value in item.items())
+
+
+def write_units(item: dict[str, Any]) -> int:
+    """Write request units of one write of `item`: 1 per KB, rounded up."""
+    return max(1, math.ceil(item_bytes(item) / 1024))
 
 
 def function_settings() -> dict[str, tuple[float, str]]:
@@ -95,48 +125,70 @@ def function_settings() -> dict[str, tuple[float, str]]:
 
 
 def sample_items() -> dict[str, int]:
-    """WRUs of the items the seed's offer writes, built by the domain code itself."""
+    """Write units of the items one enrollment of the seed's offer writes, built by the domain code
+    itself, each at its largest (an update is billed on the larger of the item before and after)."""
     request = parse(model.EnrollmentRequest, json.loads((ROOT / "events/enrollment/input.json").read_text()))
     now = datetime(2026, 11, 22, tzinfo=UTC)
+    stamp = now.isoformat()
     immediate, eventual = model.split_actions(request, now)
-    payments = model.payment_schedule(request, now)
+    payments = offers._dynamo_safe(model.payment_schedule(request, now))
+    correlation_id = "0" * 36
     offer = {
         **request.model_dump(),
-        "correlationId": "0" * 36,
-        "enrollmentDate": now.isoformat(),
+        "correlationId": correlation_id,
+        "enrollmentDate": stamp,
         "immediateActions": immediate,
         "eventualActions": eventual,
         "payments": payments,
     }
-    offer_item = {"OfferId": request.contractId, "status": "enrolled", "executionId": "x" * 110, "offer": offer}
+    execution_arn = f"arn:aws:states:us-east-1:123456789012:express:EnrollmentStateMachine:{'0' * 36}:{'0' * 36}"
+    offer_item = {
+        **offers.offer_item(offer, execution_arn, now),
+        "status": "enrolled",
+        "enrolledAt": stamp,
+        "updatedAt": stamp,
+        "rulesVersion": "2026-11-01.1",
+        "eventualWorkflow": {"executionName": f"{request.contractId}-{'0' * 16}", "startedAt": stamp},
+    }
     account_item = {
-        "accountId": "A-100",
+        "accountId": request.accountId,
         "status": "active",
         "flags": [],
-        "contracts": {request.contractId: {"payments": payments}},
+        "lastEnrollmentAt": stamp,
+        "contracts": {
+            request.contractId: {
+                "status": "enrolled",
+                "enrolledAt": stamp,
+                "payments": payments,
+                "correlationId": correlation_id,
+            }
+        },
     }
+    action = eventual[-1]
     action_item = {
         "contractId": request.contractId,
-        "actionName": "rateChange",
-        "offset": 16,
-        "dueAt": now.isoformat(),
-        "data": {},
-        "state": "scheduled",
+        "actionName": action["name"],
+        "offset": action["offset"],
+        "dueAt": action["dueAt"],
+        "data": offers._dynamo_safe(action["data"]),
+        "state": "fulfilled",
+        "correlationId": correlation_id,
+        "scheduledAt": stamp,
+        "scheduleName": f"{request.contractId}-{action['name']}",
+        "completedAt": stamp,
+        "trigger": "hook",
+        "result": {"effect": "interest rate changed", "newRate": Decimal("0.0499")},
     }
-    audit_item = {
-        "contractId": request.contractId,
-        "entryId": "x" * 60,
-        "at": now.isoformat(),
-        "step": "verify-customer",
-        "outcome": "verified",
-        "correlationId": "0" * 36,
-    }
-    record = publisher.stream_record(offer, now.isoformat())
+    audit_item = store.audit_entry(
+        request.contractId, "enroll", "enrolled: UCP updated, payments set", correlation_id, now, "2026-11-01.1",
+        {"payments": len(payments), "actions": len(immediate) + len(eventual)},
+    )  # fmt: skip
+    record = publisher.stream_record(offer, stamp)
     return {
-        "offer": item_kb(offer_item),
-        "account": item_kb(account_item),
-        "action": item_kb(action_item),
-        "audit": item_kb(audit_item),
+        "offer": write_units(offer_item),
+        "account": write_units(account_item),
+        "action": write_units(action_item),
+        "audit": write_units(audit_item),
         "stream_record_bytes": len(json.dumps(record)),
     }
 
@@ -206,11 +258,22 @@ def enrollment_model(durations: dict[str, float]) -> Model:
     what = f"1 record of {sizes['stream_record_bytes']} B in and out (stream-hours not included)"
     costs.add("Kinesis", what, record_gb * kinesis_per_gb * per_million)
     costs.add("Scheduler", "3 hook invocations", 3 * PRICES["scheduler_invocation_per_million"])
-    log_gb = sum(invocations.values()) * LOG_BYTES_PER_INVOCATION / 1024**3
+    log_level = template()["Parameters"]["LogLevel"]["Default"]
+    system_level = template()["Mappings"]["LambdaLogLevels"][log_level]["System"]
+    per_invocation = (SYSTEM_LOG_BYTES if system_level in ("DEBUG", "INFO") else 0) + (
+        APPLICATION_LOG_BYTES if log_level in ("DEBUG", "INFO") else 0
+    )
+    log_bytes = sum(invocations.values()) * per_invocation + len(METRIC_FUNCTIONS) * EMF_LOG_BYTES
     costs.add(
         "CloudWatch Logs",
-        f"{sum(invocations.values())} invocations' logs at INFO",
-        log_gb * PRICES["cloudwatch_logs_ingest_per_gb"] * per_million,
+        f"{sum(invocations.values())} invocations at LogLevel {log_level} (system logs {system_level}),"
+        f" {len(METRIC_FUNCTIONS)} metric lines: {log_bytes} B",
+        log_bytes / 1024**3 * PRICES["cloudwatch_logs_ingest_per_gb"] * per_million,
+    )
+    costs.add(
+        "X-Ray",
+        f"{TRACES_PER_ENROLLMENT} traces, {XRAY_SAMPLED:.0%} sampled",
+        TRACES_PER_ENROLLMENT * XRAY_SAMPLED * PRICES["xray_traces_recorded_per_million"],
     )
     return costs
 

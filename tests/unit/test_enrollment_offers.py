@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
+import cost_model
 import pytest
 from boto3.dynamodb.conditions import Key
 
@@ -57,6 +59,25 @@ def test_accept_normalises_the_offer_and_takes_the_guard(enrollment_tables: Tabl
     assert item["status"] == "received"
     assert item["executionId"] == EXECUTION
     assert audit_outcomes(enrollment_tables) == ["receive-offer=received"]
+
+
+def test_the_offer_item_keeps_the_request_not_what_derives_from_it(enrollment_tables: Tables) -> None:
+    offer = accepted(enrollment_tables)
+
+    stored = offer_item(enrollment_tables)["offer"]
+    assert set(stored) == set(offers.STORED_OFFER_FIELDS)
+    assert stored["contractDraft"] == json.loads(json.dumps(offer["contractDraft"]), parse_float=Decimal)
+    # One write unit per write of the item (it is written four times per enrollment), with the seed's
+    # offer at its largest: after the commit and the eventual workflow's start mark.
+    largest = {
+        **offer_item(enrollment_tables),
+        "status": "enrolled",
+        "enrolledAt": offer["enrollmentDate"],
+        "updatedAt": offer["enrollmentDate"],
+        "rulesVersion": "2026-11-01.1",
+        "eventualWorkflow": {"executionName": "C-1001-" + "0" * 16, "startedAt": offer["enrollmentDate"]},
+    }
+    assert cost_model.write_units(largest) == 1, cost_model.item_bytes(largest)
 
 
 def test_invalid_offer_writes_nothing(enrollment_tables: Tables) -> None:

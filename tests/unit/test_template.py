@@ -369,3 +369,23 @@ def test_outputs_required_by_the_foundation() -> None:
 def test_events_are_json() -> None:
     for path in Path(ROOT / "events").rglob("*.json"):
         json.loads(path.read_text())
+
+
+def test_log_levels_drop_info_lines_on_aws_but_never_the_metrics() -> None:
+    document = template()
+    assert document["Parameters"]["LogLevel"]["Default"] == "WARNING"
+    logging_config = document["Globals"]["Function"]["LoggingConfig"]
+    assert logging_config["LogFormat"] == "JSON"  # Lambda filters by level only in JSON format
+    levels = document["Mappings"]["LambdaLogLevels"]
+    assert set(levels) == set(document["Parameters"]["LogLevel"]["AllowedValues"])
+    assert logging_config["ApplicationLogLevel"] == {
+        "Fn::FindInMap": ["LambdaLogLevels", {"Ref": "LogLevel"}, "Application"]
+    }
+    assert logging_config["SystemLogLevel"] == {"Fn::FindInMap": ["LambdaLogLevels", {"Ref": "LogLevel"}, "System"]}
+    # EMF metric lines carry no "level", which Lambda files as INFO: a higher application level drops them.
+    assert {level["Application"] for level in levels.values()} <= {"TRACE", "DEBUG", "INFO"}
+    assert levels["WARNING"]["System"] == "WARN"  # no START/END/REPORT lines at the AWS default
+    # Every function takes the Globals' settings: none overrides them.
+    functions = [b for b in document["Resources"].values() if b["Type"] == "AWS::Serverless::Function"]
+    assert functions
+    assert all("LoggingConfig" not in f["Properties"] for f in functions)

@@ -1,0 +1,35 @@
+"""scripts/cost_model.py: DynamoDB's item-size rules and what the template's settings bill."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import cost_model
+
+
+def test_item_size_follows_dynamodb_rules() -> None:
+    assert cost_model.attribute_bytes("abc") == 3
+    assert cost_model.attribute_bytes("é") == 2  # UTF-8 bytes, not characters
+    assert cost_model.attribute_bytes(Decimal("125.00")) == 3  # significant digits 125: ceil(3 / 2) + 1
+    assert cost_model.attribute_bytes(True) == 1
+    assert cost_model.attribute_bytes({"a": "bc"}) == 3 + 1 + 2 + 1
+    assert cost_model.attribute_bytes(["x", 1]) == 3 + (1 + 1) + (2 + 1)
+    assert cost_model.item_bytes({"id": "1234"}) == 2 + 4
+    assert cost_model.write_units({"id": "x" * 1018}) == 1  # 2 + 1018 = 1020 bytes
+    assert cost_model.write_units({"id": "x" * 1030}) == 2
+
+
+def test_every_service_an_enrollment_touches_is_billed() -> None:
+    services = set(cost_model.enrollment_model({}).by_service())
+
+    assert services == {
+        "API Gateway", "Step Functions", "Lambda", "DynamoDB", "Kinesis", "Scheduler", "CloudWatch Logs", "X-Ray"
+    }  # fmt: skip
+
+
+def test_at_the_template_default_log_level_only_metric_lines_are_billed() -> None:
+    logs = [line for line in cost_model.enrollment_model({}).lines if line.service == "CloudWatch Logs"]
+
+    assert len(logs) == 1
+    assert "LogLevel WARNING (system logs WARN)" in logs[0].what
+    assert f"{len(cost_model.METRIC_FUNCTIONS) * cost_model.EMF_LOG_BYTES} B" in logs[0].what
