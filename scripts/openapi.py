@@ -20,33 +20,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "openapi" / "enrollment-api.json"
 API_RESOURCE = "EnrollmentApi"
-for source in ("src/layers/common", "src/enrollment"):  # the model and the layer it imports
+for source in ("src/layers/common", "src/enrollment", "."):  # the model, its layer, the template reader
     if str(ROOT / source) not in sys.path:
         sys.path.insert(0, str(ROOT / source))
 
 from enrollment import model  # noqa: E402
-
-
-class _TemplateLoader(yaml.SafeLoader):
-    """CloudFormation short tags (`!Sub`, `!If`, ...) read as their long form."""
-
-
-def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    return {"Ref" if suffix == "Ref" else f"Fn::{suffix}": value}
-
-
-_TemplateLoader.add_multi_constructor("!", _tag)
+from tests.support.template import template  # noqa: E402 - the one reader of template.yaml's short tags
 
 
 def _json(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -134,10 +116,6 @@ POST_HEADERS = [
         "description": "carried through the workflow and the audit trail (default: the API Gateway request id)",
     },
 ]
-
-
-def template() -> dict[str, Any]:
-    return yaml.load((ROOT / "template.yaml").read_text(), Loader=_TemplateLoader)  # noqa: S506 - SafeLoader subclass
 
 
 def _parameter_defaults(tmpl: dict[str, Any]) -> dict[str, str]:
