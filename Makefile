@@ -80,8 +80,9 @@ unit: venv ## Unit tests only (no network)
 integration: venv ## Integration tests only (fresh emulator on a free port)
 	$(BIN)/pytest tests/integration -q
 
-load: venv ## 50 concurrent clients against a fresh emulator (not part of `make test`)
-	$(BIN)/pytest tests/integration/test_concurrency.py -q -m load
+load: venv ## only the two 50-client tests (both are part of `make test` too), on a fresh emulator
+	$(BIN)/pytest -q -s tests/integration/test_concurrency.py \
+		tests/integration/test_enrollment_api.py::test_concurrent_requests_for_one_contract_enroll_exactly_once
 
 test: lint ## Every test: lint, unit, integration
 	$(BIN)/pytest -q

@@ -10,12 +10,12 @@ import argparse
 import json
 import sys
 import time
-import urllib.error
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import api_client
 import emulator
 from stack import DEFAULT_STACK, local_client, outputs
 
@@ -91,18 +91,16 @@ def post_offer(url: str, key: str, body: dict[str, Any]) -> tuple[int, dict[str,
     request.add_header("Content-Type", "application/json")
     request.add_header("x-api-key", key)
     started = time.monotonic()
-    try:
-        with urllib.request.urlopen(request, timeout=EXECUTION_DEADLINE_SECONDS) as response:  # noqa: S310
-            status, raw = response.status, response.read()
-    except urllib.error.HTTPError as error:
-        status, raw = error.code, error.read()
-    return status, json.loads(raw), time.monotonic() - started
+    answer = api_client.send(request, EXECUTION_DEADLINE_SECONDS)
+    return answer.status, json.loads(answer.body), time.monotonic() - started
 
 
 def get_enrollment(url: str, key: str, contract_id: str) -> dict[str, Any]:
     request = urllib.request.Request(f"{url}/{contract_id}", headers={"x-api-key": key})  # noqa: S310 - local URL
-    with urllib.request.urlopen(request, timeout=EXECUTION_DEADLINE_SECONDS) as response:  # noqa: S310
-        return json.loads(response.read())
+    answer = api_client.send(request, EXECUTION_DEADLINE_SECONDS)
+    if answer.status != 200:
+        raise RuntimeError(f"GET {url}/{contract_id} answered {answer.status}: {answer.body[:300]!r}")
+    return json.loads(answer.body)
 
 
 def follow_hooks(url: str, key: str, contract_id: str) -> None:

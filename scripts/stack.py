@@ -94,11 +94,11 @@ def outputs(cloudformation: Any, stack_name: str) -> dict[str, str]:
     return {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
 
 
-def up(port: int, stack_name: str) -> dict[str, str]:
+def up(port: int, stack_name: str, extra_overrides: list[str] | None = None) -> dict[str, str]:
     emulator.start(port)
     env = local_environment(port)
     build(env)
-    deploy(env, stack_name)
+    deploy(env, stack_name, extra_overrides)
     found = outputs(local_client("cloudformation", port), stack_name)
     count = seed_sample_accounts(port, found)
     print(f"seeded {count} sample UCP accounts (events/enrollment/sample-accounts.json)")

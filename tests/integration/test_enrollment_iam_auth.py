@@ -4,7 +4,6 @@ emulator, where the enrollment API accepts SigV4-signed requests instead of an A
 from __future__ import annotations
 
 import json
-import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 
 from tests.integration.conftest import LocalStack
-from tests.support.enrollment import HttpAnswer, post
+from tests.support.enrollment import HttpAnswer, post, send
 
 pytestmark = pytest.mark.integration
 IAM_STACK = "enrollment-iam-auth"
@@ -35,12 +34,7 @@ def signed_post(url: str, body: dict) -> HttpAnswer:
     credentials = boto3.Session(aws_access_key_id="test", aws_secret_access_key="test").get_credentials()
     signed = AWSRequest(method="POST", url=url, data=data, headers={"Content-Type": "application/json"})
     SigV4Auth(credentials, "execute-api", "us-east-1").add_auth(signed)
-    request = urllib.request.Request(url, data=data.encode(), headers=dict(signed.headers), method="POST")  # noqa: S310
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - local emulator URL
-            return HttpAnswer(response.status, json.loads(response.read()))
-    except urllib.error.HTTPError as error:
-        return HttpAnswer(error.code, error.read().decode())
+    return send(urllib.request.Request(url, data=data.encode(), headers=dict(signed.headers), method="POST"))  # noqa: S310
 
 
 def test_unsigned_request_is_rejected(iam_api_url: str) -> None:

@@ -20,13 +20,13 @@ import base64
 import copy
 import json
 import time
-import urllib.error
 import urllib.request
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import api_client
 import pytest
 from hypothesis import given
 
@@ -167,11 +167,8 @@ def send(api: EnrollmentApi, bad: malformed.Malformed) -> tuple[int, str]:
     prepared.add_header("x-api-key", api.api_key)
     for name, value in bad.headers.items():
         prepared.add_header(name, value)
-    try:
-        with urllib.request.urlopen(prepared, timeout=REQUEST_TIMEOUT_SECONDS) as response:  # noqa: S310
-            return response.status, response.read().decode(errors="replace")
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode(errors="replace")
+    answer = api_client.send(prepared, REQUEST_TIMEOUT_SECONDS)
+    return answer.status, answer.body.decode(errors="replace")
 
 
 def check_answer(bad: malformed.Malformed, status: int, text: str) -> None:

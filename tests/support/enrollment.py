@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+import api_client
 from boto3.dynamodb.types import TypeDeserializer
 
 REQUEST_TIMEOUT_SECONDS = 60
@@ -17,6 +17,7 @@ REQUEST_TIMEOUT_SECONDS = 60
 class HttpAnswer:
     status: int
     body: Any
+    throttled: int = 0  # 429s retried before this answer (scripts/api_client.py)
 
 
 def post(
@@ -33,11 +34,13 @@ def post(
         request.add_header("x-api-key", api_key)
     for name, value in (headers or {}).items():
         request.add_header(name, value)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            return HttpAnswer(response.status, _json_or_text(response.read()))
-    except urllib.error.HTTPError as error:
-        return HttpAnswer(error.code, _json_or_text(error.read()))
+    return send(request, timeout)
+
+
+def send(request: urllib.request.Request, timeout: float = REQUEST_TIMEOUT_SECONDS) -> HttpAnswer:
+    """The answer, after any 429s were retried the way an AWS SDK retries them."""
+    raw = api_client.send(request, timeout)
+    return HttpAnswer(raw.status, _json_or_text(raw.body), raw.throttled)
 
 
 def _json_or_text(raw: bytes) -> Any:
@@ -107,8 +110,4 @@ def request(method: str, url: str, api_key: str | None) -> HttpAnswer:
     prepared = urllib.request.Request(url, method=method)  # noqa: S310 - local emulator URL
     if api_key:
         prepared.add_header("x-api-key", api_key)
-    try:
-        with urllib.request.urlopen(prepared, timeout=REQUEST_TIMEOUT_SECONDS) as response:  # noqa: S310
-            return HttpAnswer(response.status, _json_or_text(response.read()))
-    except urllib.error.HTTPError as error:
-        return HttpAnswer(error.code, _json_or_text(error.read()))
+    return send(prepared)
