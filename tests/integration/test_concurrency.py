@@ -25,13 +25,11 @@ import copy
 import json
 import threading
 import time
-import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import api_client
 import pytest
 
 from tests.integration.conftest import EnrollmentApi, LocalStack
@@ -86,17 +84,14 @@ class Clients:
             with self.lock:
                 self.in_flight += 1
                 self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
-            request = urllib.request.Request(  # noqa: S310 - local emulator URL
-                self.url,
-                data=json.dumps(offer(contract_id, self.accounts[number])).encode(),
-                headers={"Content-Type": "application/json", "x-api-key": self.api_key},
-                method="POST",
-            )
             try:
-                raw = api_client.send(
-                    request, CLIENT_TIMEOUT_SECONDS, retry_throttled_for=max(0.0, window_ends - time.monotonic())
+                answer: HttpAnswer | BaseException = post(
+                    self.url,
+                    offer(contract_id, self.accounts[number]),
+                    self.api_key,
+                    timeout=CLIENT_TIMEOUT_SECONDS,
+                    retry_throttled_for=max(0.0, window_ends - time.monotonic()),
                 )
-                answer: HttpAnswer | BaseException = HttpAnswer(raw.status, raw.body, raw.throttled)
             except Exception as error:  # a client timeout or a dropped connection is a failure too
                 answer = error
             with self.lock:

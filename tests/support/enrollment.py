@@ -27,6 +27,7 @@ def post(
     api_key: str | None,
     headers: dict[str, str] | None = None,
     timeout: float = REQUEST_TIMEOUT_SECONDS,
+    retry_throttled_for: float = api_client.THROTTLE_RETRY_SECONDS,
 ) -> HttpAnswer:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method="POST")  # noqa: S310 - local emulator URL
@@ -35,12 +36,16 @@ def post(
         request.add_header("x-api-key", api_key)
     for name, value in (headers or {}).items():
         request.add_header(name, value)
-    return send(request, timeout)
+    return send(request, timeout, retry_throttled_for)
 
 
-def send(request: urllib.request.Request, timeout: float = REQUEST_TIMEOUT_SECONDS) -> HttpAnswer:
-    """The answer, after any 429s were retried the way an AWS SDK retries them."""
-    raw = api_client.send(request, timeout)
+def send(
+    request: urllib.request.Request,
+    timeout: float = REQUEST_TIMEOUT_SECONDS,
+    retry_throttled_for: float = api_client.THROTTLE_RETRY_SECONDS,
+) -> HttpAnswer:
+    """The answer, after any 429s were retried (for up to `retry_throttled_for` s) the way an AWS SDK does."""
+    raw = api_client.send(request, timeout, retry_throttled_for)
     return HttpAnswer(raw.status, _json_or_text(raw.body), raw.throttled)
 
 

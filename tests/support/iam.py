@@ -7,6 +7,22 @@ from typing import Any
 from tests.support.template import ROOT, template
 
 NO_VALUE = {"Ref": "AWS::NoValue"}
+# Actions AWS offers no resource-level permissions for: a statement granting them must use "*".
+XRAY_ACTIONS = frozenset(
+    {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets"}
+)
+LOG_DELIVERY_ACTIONS = frozenset(
+    {
+        "logs:CreateLogDelivery",
+        "logs:GetLogDelivery",
+        "logs:UpdateLogDelivery",
+        "logs:DeleteLogDelivery",
+        "logs:ListLogDeliveries",
+        "logs:PutResourcePolicy",
+        "logs:DescribeResourcePolicies",
+        "logs:DescribeLogGroups",
+    }
+)
 
 
 def as_list(value: Any) -> list[Any]:

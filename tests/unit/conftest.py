@@ -85,3 +85,39 @@ def enrollment_tables(aws: None, monkeypatch: pytest.MonkeyPatch) -> Any:
         actions=created["ActionsTable"],
         audit=created["AuditTable"],
     )
+
+
+@dataclass
+class DataLambdaClients:
+    stepfunctions: Any  # RecordingStepFunctions
+    sqs: Any
+    queue_url: str
+
+
+@pytest.fixture
+def data_lambda_clients(enrollment_tables: Any, monkeypatch: pytest.MonkeyPatch) -> DataLambdaClients:
+    """What DataLambda's handler calls: a recording Step Functions and a moto queue for rejected records."""
+    from commonlib import aws as aws_clients
+    from enrollment import handlers
+    from tests.unit.enrollment_fixtures import RecordingStepFunctions
+
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    queue_url = sqs.create_queue(QueueName="enrollment-stream-rejects")["QueueUrl"]
+    monkeypatch.setenv("REJECTED_RECORDS_QUEUE_URL", queue_url)
+    monkeypatch.setenv("ENROLLMENT_ASYNC_STATE_MACHINE_ARN", "arn:sm")
+    stepfunctions = RecordingStepFunctions()
+    monkeypatch.setattr(aws_clients, "client", lambda name, **_: stepfunctions if name == "stepfunctions" else sqs)
+    handlers._tables.cache_clear()
+    return DataLambdaClients(stepfunctions, sqs, queue_url)
+
+
+@pytest.fixture
+def enrolled(enrollment_tables: Any) -> dict[str, Any]:
+    """The seed's offer, accepted, verified and committed (enrolled) in the moto tables."""
+    from enrollment import offers
+    from tests.unit.enrollment_fixtures import EXECUTION, STARTED, FixedClock, seed_offer
+
+    offer = offers.acquire(enrollment_tables, seed_offer(), EXECUTION, STARTED, clock=FixedClock())["offer"]
+    offers.verify_customer(enrollment_tables, offer, EXECUTION)
+    offers.commit_enrollment(enrollment_tables, offer, EXECUTION, {"rulesVersion": "v"})
+    return offer

@@ -24,3 +24,12 @@ class FixedClock:
 
     def __call__(self) -> datetime:
         return self.moment
+
+
+class RecordingStepFunctions:
+    def __init__(self) -> None:
+        self.starts: list[dict[str, Any]] = []
+
+    def start_execution(self, **kwargs: Any) -> dict[str, Any]:
+        self.starts.append(kwargs)
+        return {"executionArn": f"arn:aws:states:us-east-1:1:execution:async:{kwargs['name']}"}

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import base64
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -10,30 +9,15 @@ import pytest
 
 from enrollment import eventual, fulfillment, handlers, hooks, manage, offers, publisher
 from enrollment.store import Tables
-from tests.unit.enrollment_fixtures import EXECUTION, STARTED, FixedClock, seed_offer
+from tests.support.events import kinesis_event
+from tests.unit.conftest import DataLambdaClients
+from tests.unit.enrollment_fixtures import EXECUTION, STARTED, RecordingStepFunctions, seed_offer
 
 NOW = datetime(2026, 1, 31, 12, 0, 1, tzinfo=UTC)
 
 
-@pytest.fixture
-def enrolled(enrollment_tables: Tables) -> dict[str, Any]:
-    offer = offers.acquire(enrollment_tables, seed_offer(), EXECUTION, STARTED, clock=FixedClock())["offer"]
-    offers.verify_customer(enrollment_tables, offer, EXECUTION)
-    offers.commit_enrollment(enrollment_tables, offer, EXECUTION, {"rulesVersion": "v"})
-    return offer
-
-
 def record_for(offer: dict[str, Any]) -> eventual.StreamRecord:
     return eventual.StreamRecord.model_validate(publisher.stream_record(offer, "2026-01-31T12:00:01.000Z"))
-
-
-class RecordingStepFunctions:
-    def __init__(self) -> None:
-        self.starts: list[dict[str, Any]] = []
-
-    def start_execution(self, **kwargs: Any) -> dict[str, Any]:
-        self.starts.append(kwargs)
-        return {"executionArn": f"arn:aws:states:us-east-1:1:execution:async:{kwargs['name']}"}
 
 
 def test_schedule_names_are_derived_and_bounded() -> None:
@@ -100,30 +84,6 @@ def test_failed_start_releases_the_claim(enrollment_tables: Tables, enrolled: di
     assert retry["started"] is True
 
 
-def kinesis_event(*payloads: bytes) -> dict[str, Any]:
-    return {
-        "Records": [
-            {
-                "kinesis": {
-                    "kinesisSchemaVersion": "1.0",
-                    "partitionKey": "C-1001",
-                    "sequenceNumber": f"{index:056d}",
-                    "data": base64.b64encode(payload).decode(),
-                    "approximateArrivalTimestamp": 1_700_000_000.0,
-                },
-                "eventSource": "aws:kinesis",
-                "eventVersion": "1.0",
-                "eventID": f"shardId-000000000000:{index:056d}",
-                "eventName": "aws:kinesis:record",
-                "invokeIdentityArn": "arn:aws:iam::123456789012:role/x",
-                "awsRegion": "us-east-1",
-                "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/EnrollmentStream",
-            }
-            for index, payload in enumerate(payloads, start=1)
-        ]
-    }
-
-
 @pytest.mark.parametrize(
     "payload",
     [b"not json", b"\xff\xfe", b"[]", b'{"type": "ContractEnrolled"}', b'{"type": "Other", "version": 1}'],
@@ -131,22 +91,18 @@ def kinesis_event(*payloads: bytes) -> dict[str, Any]:
 def test_data_lambda_reports_and_skips_a_malformed_record(
     enrollment_tables: Tables,
     enrolled: dict[str, Any],
-    monkeypatch: pytest.MonkeyPatch,
+    data_lambda_clients: DataLambdaClients,
     lambda_context: Any,
     payload: bytes,
 ) -> None:
-    sqs = boto3.client("sqs", region_name="us-east-1")
-    queue_url = sqs.create_queue(QueueName="enrollment-stream-rejects")["QueueUrl"]
-    monkeypatch.setenv("REJECTED_RECORDS_QUEUE_URL", queue_url)
-    monkeypatch.setenv("ENROLLMENT_ASYNC_STATE_MACHINE_ARN", "arn:sm")
-    stepfunctions = RecordingStepFunctions()
-    from commonlib import aws as aws_clients
-
-    monkeypatch.setattr(aws_clients, "client", lambda name, **_: stepfunctions if name == "stepfunctions" else sqs)
-    handlers._tables.cache_clear()
+    stepfunctions, sqs, queue_url = (
+        data_lambda_clients.stepfunctions,
+        data_lambda_clients.sqs,
+        data_lambda_clients.queue_url,
+    )
     good = json.dumps(publisher.stream_record(enrolled, "2026-01-31T12:00:01.000Z")).encode()
 
-    response = handlers.data_lambda(kinesis_event(payload, good), lambda_context)
+    response = handlers.data_lambda(kinesis_event(payload, good, partition_key="C-1001"), lambda_context)
 
     assert response == {"batchItemFailures": []}
     assert len(stepfunctions.starts) == 1  # the good record behind the bad one went through

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import copy
 import json
 from pathlib import Path
@@ -14,11 +13,12 @@ from hypothesis import given
 
 from commonlib.errors import InvalidInputError
 from commonlib.validation import parse
-from enrollment import handlers, http_api, model, offers, publisher, store
+from enrollment import handlers, http_api, model, publisher, store
 from enrollment.store import Tables
 from tests.support import malformed
-from tests.unit.conftest import create_table
-from tests.unit.enrollment_fixtures import EXECUTION, STARTED, FixedClock, seed_offer
+from tests.support.events import kinesis_event
+from tests.unit.conftest import DataLambdaClients, create_table
+from tests.unit.enrollment_fixtures import seed_offer
 
 EVENTS = Path(__file__).resolve().parents[2] / "events" / "enrollment"
 
@@ -149,47 +149,6 @@ def test_generated_malformed_requests_are_400_naming_each_field(http: Any, lambd
 # ---------------------------------------------------------------- stream records
 
 
-def kinesis_event(*payloads: bytes) -> dict[str, Any]:
-    return {
-        "Records": [
-            {
-                "kinesis": {
-                    "kinesisSchemaVersion": "1.0",
-                    "partitionKey": f"pk-{index}",
-                    "sequenceNumber": f"{index:056d}",
-                    "data": base64.b64encode(payload).decode(),
-                    "approximateArrivalTimestamp": 1_700_000_000.0,
-                },
-                "eventSource": "aws:kinesis",
-                "eventVersion": "1.0",
-                "eventID": f"shardId-000000000000:{index:056d}",
-                "eventName": "aws:kinesis:record",
-                "invokeIdentityArn": "arn:aws:iam::123456789012:role/x",
-                "awsRegion": "us-east-1",
-                "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/EnrollmentStream",
-            }
-            for index, payload in enumerate(payloads, start=1)
-        ]
-    }
-
-
-class RecordingStepFunctions:
-    def __init__(self) -> None:
-        self.starts: list[dict[str, Any]] = []
-
-    def start_execution(self, **kwargs: Any) -> dict[str, Any]:
-        self.starts.append(kwargs)
-        return {"executionArn": f"arn:aws:states:us-east-1:1:execution:async:{kwargs['name']}"}
-
-
-@pytest.fixture
-def enrolled(enrollment_tables: Tables) -> dict[str, Any]:
-    offer = offers.acquire(enrollment_tables, seed_offer(), EXECUTION, STARTED, clock=FixedClock())["offer"]
-    offers.verify_customer(enrollment_tables, offer, EXECUTION)
-    offers.commit_enrollment(enrollment_tables, offer, EXECUTION, {"rulesVersion": "v"})
-    return offer
-
-
 def everything(tables: Tables) -> dict[str, Any]:
     return {name: getattr(tables, name).scan()["Items"] for name in ("offers", "ucp", "actions", "audit")}
 
@@ -201,17 +160,13 @@ def rejections(tables: Tables) -> list[dict[str, Any]]:
 
 
 def test_rejected_stream_records_are_named_audited_and_start_nothing(
-    enrollment_tables: Tables, enrolled: dict[str, Any], monkeypatch: pytest.MonkeyPatch, lambda_context: Any
+    enrollment_tables: Tables, enrolled: dict[str, Any], data_lambda_clients: DataLambdaClients, lambda_context: Any
 ) -> None:
-    sqs = boto3.client("sqs", region_name="us-east-1")
-    queue_url = sqs.create_queue(QueueName="enrollment-stream-rejects")["QueueUrl"]
-    monkeypatch.setenv("REJECTED_RECORDS_QUEUE_URL", queue_url)
-    monkeypatch.setenv("ENROLLMENT_ASYNC_STATE_MACHINE_ARN", "arn:sm")
-    stepfunctions = RecordingStepFunctions()
-    from commonlib import aws as aws_clients
-
-    monkeypatch.setattr(aws_clients, "client", lambda name, **_: stepfunctions if name == "stepfunctions" else sqs)
-    handlers._tables.cache_clear()
+    stepfunctions, sqs, queue_url = (
+        data_lambda_clients.stepfunctions,
+        data_lambda_clients.sqs,
+        data_lambda_clients.queue_url,
+    )
     good = publisher.stream_record(enrolled, "2026-01-31T12:00:01.000Z")
     unknown = {**good, "contractId": "C-NOBODY"}
     bad_due = copy.deepcopy(good)

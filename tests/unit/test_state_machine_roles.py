@@ -17,25 +17,17 @@ from typing import Any
 
 import pytest
 
-from tests.support.iam import as_list, logical_id, resource_text, role_statements, uncommented_wildcards
+from tests.support.iam import (
+    LOG_DELIVERY_ACTIONS,
+    XRAY_ACTIONS,
+    as_list,
+    logical_id,
+    resource_text,
+    role_statements,
+    uncommented_wildcards,
+)
 from tests.support.template import ROOT, template
 
-XRAY_ACTIONS = {
-    "xray:PutTraceSegments",
-    "xray:PutTelemetryRecords",
-    "xray:GetSamplingRules",
-    "xray:GetSamplingTargets",
-}
-LOG_DELIVERY_ACTIONS = {
-    "logs:CreateLogDelivery",
-    "logs:GetLogDelivery",
-    "logs:UpdateLogDelivery",
-    "logs:DeleteLogDelivery",
-    "logs:ListLogDeliveries",
-    "logs:PutResourcePolicy",
-    "logs:DescribeResourcePolicies",
-    "logs:DescribeLogGroups",
-}
 # Optimized integrations: the IAM action each needs, and the parameter naming its resource.
 OPTIMIZED = {
     "arn:aws:states:::lambda:invoke": ("lambda:InvokeFunction", "FunctionName"),

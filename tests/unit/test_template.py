@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 
 from tests.support.iam import (
+    LOG_DELIVERY_ACTIONS,
+    XRAY_ACTIONS,
     all_statements,
     as_list,
     attached_policies,
@@ -277,20 +279,7 @@ def test_state_machine_role_invokes_only_the_three_functions() -> None:
     ]
 
 
-ACTIONS_WITHOUT_RESOURCE_LEVEL_PERMISSIONS = {
-    "xray:PutTraceSegments",
-    "xray:PutTelemetryRecords",
-    "xray:GetSamplingRules",
-    "xray:GetSamplingTargets",
-    "logs:CreateLogDelivery",
-    "logs:GetLogDelivery",
-    "logs:UpdateLogDelivery",
-    "logs:DeleteLogDelivery",
-    "logs:ListLogDeliveries",
-    "logs:PutResourcePolicy",
-    "logs:DescribeResourcePolicies",
-    "logs:DescribeLogGroups",
-}
+ACTIONS_WITHOUT_RESOURCE_LEVEL_PERMISSIONS = XRAY_ACTIONS | LOG_DELIVERY_ACTIONS
 
 
 # The AWS managed policies a role may attach: each needs "*" and the template says why next to it.
