@@ -33,3 +33,19 @@ class RecordingStepFunctions:
     def start_execution(self, **kwargs: Any) -> dict[str, Any]:
         self.starts.append(kwargs)
         return {"executionArn": f"arn:aws:states:us-east-1:1:execution:async:{kwargs['name']}"}
+
+
+def schedule_hook(tables: Any, contract_id: str, action: dict[str, Any]) -> None:
+    """What the async workflow's MarkActionScheduled does before it creates a hook: the eventual
+    action's item, `scheduled` (the commit wrote the same-day actions' items only)."""
+    tables.actions.put_item(
+        Item={
+            "contractId": contract_id,
+            "actionName": action["name"],
+            "offset": action["offset"],
+            "dueAt": action["dueAt"],
+            "state": "scheduled",
+            "scheduleName": f"{contract_id}-{action['name']}",
+        },
+        ConditionExpression="attribute_not_exists(actionName)",
+    )

@@ -33,3 +33,11 @@ def test_at_the_template_default_log_level_only_metric_lines_are_billed() -> Non
     assert len(logs) == 1
     assert "LogLevel WARNING (system logs WARN)" in logs[0].what
     assert f"{len(cost_model.METRIC_FUNCTIONS) * cost_model.EMF_LOG_BYTES} B" in logs[0].what
+
+
+def test_the_commit_transaction_bills_the_same_day_actions_only() -> None:
+    """Eventual actions' items are created when their hooks are scheduled, outside the transaction."""
+    [commit] = [line for line in cost_model.enrollment_model({}).lines if "commit transaction" in line.what]
+
+    assert "1 same-day action" in commit.what
+    assert "10 WRU" in commit.what  # 2 x (offer + UCP + 1 action + 2 audit entries), 1 unit each

@@ -11,7 +11,7 @@ from enrollment import eventual, fulfillment, handlers, hooks, manage, offers, p
 from enrollment.store import Tables
 from tests.support.events import kinesis_event
 from tests.unit.conftest import DataLambdaClients
-from tests.unit.enrollment_fixtures import EXECUTION, STARTED, RecordingStepFunctions, seed_offer
+from tests.unit.enrollment_fixtures import EXECUTION, STARTED, RecordingStepFunctions, schedule_hook, seed_offer
 
 NOW = datetime(2026, 1, 31, 12, 0, 1, tzinfo=UTC)
 
@@ -174,6 +174,24 @@ def test_cancel_deletes_hooks_and_keeps_fulfilled_actions(
     # A hook that fires after all (it was already in flight) changes nothing.
     late = fulfillment.fulfil(enrollment_tables, "C-1001", enrolled["eventualActions"][0], "corr", "hook")
     assert (late["status"], late["duplicate"]) == ("cancelled", True)
+
+
+def test_status_lists_every_action_before_and_after_its_hook_is_scheduled(
+    enrollment_tables: Tables, enrolled: dict[str, Any]
+) -> None:
+    """An eventual action has no item until its hook is scheduled; the status shows it pending, due
+    where the commit put it, and then as its item says."""
+    before = manage.enrollment_status(enrollment_tables, "C-1001")
+    expected_due = {a["name"]: a["dueAt"] for a in enrolled["immediateActions"] + enrolled["eventualActions"]}
+    assert [(a["name"], a["state"], a["dueAt"]) for a in before["actions"]] == [
+        ("action2", "pending", expected_due["action2"]),
+        ("action100", "pending", expected_due["action100"]),
+        ("action1", "pending", expected_due["action1"]),
+        ("rateChange", "pending", expected_due["rateChange"]),
+    ]
+    schedule_hook(enrollment_tables, "C-1001", enrolled["eventualActions"][0])
+    after = manage.enrollment_status(enrollment_tables, "C-1001")
+    assert [a["state"] for a in after["actions"]] == ["pending", "scheduled", "pending", "pending"]
 
 
 def test_cancelled_contract_is_not_enrolled_again(

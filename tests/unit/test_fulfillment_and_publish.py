@@ -8,7 +8,7 @@ import pytest
 
 from enrollment import fulfillment, offers, publisher, rules
 from enrollment.store import Tables
-from tests.unit.enrollment_fixtures import EXECUTION, STARTED, FixedClock, seed_offer
+from tests.unit.enrollment_fixtures import EXECUTION, STARTED, FixedClock, schedule_hook, seed_offer
 
 
 @pytest.fixture
@@ -30,6 +30,7 @@ def test_every_seed_action_has_a_handler() -> None:
 
 def test_fulfil_performs_once_and_records_result(enrollment_tables: Tables, enrolled_offer: dict[str, Any]) -> None:
     action = enrolled_offer["eventualActions"][-1]
+    schedule_hook(enrollment_tables, "C-1001", action)
     first = fulfillment.fulfil(enrollment_tables, "C-1001", action, "corr", "hook")
     second = fulfillment.fulfil(enrollment_tables, "C-1001", action, "corr", "hook")
 
@@ -61,8 +62,17 @@ def test_unknown_action_is_recorded_failed_with_reason(enrollment_tables: Tables
 
 def test_cancelled_action_is_not_performed(enrollment_tables: Tables, enrolled_offer: dict[str, Any]) -> None:
     offers.revert_enrollment(enrollment_tables, enrolled_offer, EXECUTION, "cancel")
-    result = fulfillment.fulfil(enrollment_tables, "C-1001", enrolled_offer["eventualActions"][0], "corr", "hook")
+    result = fulfillment.fulfil(enrollment_tables, "C-1001", enrolled_offer["immediateActions"][0], "corr", "same-day")
     assert (result["status"], result["duplicate"]) == ("cancelled", True)
+
+
+def test_hook_for_an_eventual_action_not_scheduled_is_rejected(
+    enrollment_tables: Tables, enrolled_offer: dict[str, Any]
+) -> None:
+    """No hook exists before its action's item is created `scheduled`; a payload claiming one is refused."""
+    result = fulfillment.fulfil(enrollment_tables, "C-1001", enrolled_offer["eventualActions"][0], "corr", "hook")
+    assert (result["status"], result["error"]) == ("rejected", "ActionNotEnrolled")
+    assert [a["actionName"] for a in enrollment_tables.actions.scan()["Items"]] == ["action2"]
 
 
 def test_hook_for_an_action_never_enrolled_is_a_named_audited_rejection(enrollment_tables: Tables) -> None:

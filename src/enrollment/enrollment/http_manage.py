@@ -26,6 +26,10 @@ def _tables() -> Tables:
     return Tables.from_environment()
 
 
+def _offset_unit_seconds() -> int:
+    return int(os.environ.get("OFFSET_UNIT_SECONDS", manage.SECONDS_PER_DAY))
+
+
 def _json(status: int, body: dict[str, Any]) -> Response:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
 
@@ -42,7 +46,7 @@ def _invalid(contract_id: str) -> Response | None:
 def get_enrollment(contract_id: str) -> Response:
     if (invalid := _invalid(contract_id)) is not None:
         return invalid
-    status = manage.enrollment_status(_tables(), contract_id)
+    status = manage.enrollment_status(_tables(), contract_id, offset_unit_seconds=_offset_unit_seconds())
     if status is None:
         return _json(404, {"error": "EnrollmentNotFound", "message": f"no offer for contract {contract_id}"})
     return _json(200, status)
@@ -53,7 +57,11 @@ def cancel_enrollment(contract_id: str) -> Response:
     if (invalid := _invalid(contract_id)) is not None:
         return invalid
     result = manage.cancel_enrollment(
-        _tables(), aws.client("scheduler"), os.environ["SCHEDULE_GROUP_NAME"], contract_id
+        _tables(),
+        aws.client("scheduler"),
+        os.environ["SCHEDULE_GROUP_NAME"],
+        contract_id,
+        offset_unit_seconds=_offset_unit_seconds(),
     )
     if result["outcome"] == "not_found":
         return _json(404, {"error": "EnrollmentNotFound", "message": f"no offer for contract {contract_id}"})

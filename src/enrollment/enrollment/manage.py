@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from commonlib.clock import Clock, isoformat, utc_now
+from commonlib.clock import Clock, isoformat, parse_isoformat, utc_now
 from commonlib.errors import ConditionNotMetError, aws_errors_as_domain_errors
 from commonlib.serialization import json_ready
 from enrollment import hooks, store
 from enrollment.store import Tables
 
 CANCELLED = store.CANCELLED
+SECONDS_PER_DAY = 86400  # enrollment.model's, without loading the request model here
 _ACTION_FIELDS = (
     "offset",
     "dueAt",
@@ -24,15 +26,36 @@ _ACTION_FIELDS = (
 )
 
 
-def _actions(tables: Tables, contract_id: str) -> list[dict[str, Any]]:
+def _actions(tables: Tables, offer: dict[str, Any], offset_unit_seconds: int) -> list[dict[str, Any]]:
+    """Every action of the contract: its item, or, for an enrolled contract's eventual action whose
+    hook is not scheduled yet (it has no item until then), `pending` with the due time it will get."""
     from boto3.dynamodb.conditions import Key  # loaded by the table resource already
 
+    contract_id = offer["OfferId"]
     with aws_errors_as_domain_errors():
         items = tables.actions.query(KeyConditionExpression=Key("contractId").eq(contract_id), ConsistentRead=True)
-    return sorted(items["Items"], key=lambda item: (int(item["offset"]), item["actionName"]))
+    actions = {item["actionName"]: item for item in items["Items"]}
+    details = offer.get("offer", {})
+    if offer.get("status") == store.ENROLLED:
+        enrollment_date = parse_isoformat(details["enrollmentDate"])
+        unit = timedelta(seconds=offset_unit_seconds)
+        for action in details.get("contractDraft", {}).get("List", []):
+            actions.setdefault(
+                action["name"],
+                {
+                    "contractId": contract_id,
+                    "actionName": action["name"],
+                    "offset": action["offset"],
+                    "dueAt": isoformat(enrollment_date + int(action["offset"]) * unit),
+                    "state": store.ACTION_PENDING,
+                },
+            )
+    return sorted(actions.values(), key=lambda item: (int(item["offset"]), item["actionName"]))
 
 
-def enrollment_status(tables: Tables, contract_id: str) -> dict[str, Any] | None:
+def enrollment_status(
+    tables: Tables, contract_id: str, offset_unit_seconds: int = SECONDS_PER_DAY
+) -> dict[str, Any] | None:
     """The offer, every action with its offset, due time and state, and the audit trail."""
     with aws_errors_as_domain_errors():
         offer = tables.offers.get_item(Key={"OfferId": contract_id}, ConsistentRead=True).get("Item")
@@ -51,7 +74,7 @@ def enrollment_status(tables: Tables, contract_id: str) -> dict[str, Any] | None
         "correlationId": details.get("correlationId"),
         "actions": [
             {"name": item["actionName"], **{field: item[field] for field in _ACTION_FIELDS if field in item}}
-            for item in _actions(tables, contract_id)
+            for item in _actions(tables, offer, offset_unit_seconds)
         ],
         "audit": [
             {key: entry[key] for key in ("at", "step", "outcome", "correlationId", "rulesVersion") if key in entry}
@@ -62,7 +85,12 @@ def enrollment_status(tables: Tables, contract_id: str) -> dict[str, Any] | None
 
 
 def cancel_enrollment(
-    tables: Tables, scheduler: Any, schedule_group: str, contract_id: str, clock: Clock = utc_now
+    tables: Tables,
+    scheduler: Any,
+    schedule_group: str,
+    contract_id: str,
+    clock: Clock = utc_now,
+    offset_unit_seconds: int = SECONDS_PER_DAY,
 ) -> dict[str, Any]:
     """Cancel an enrolled contract: the offer and the UCP entry become `cancelled`, pending hooks are
     deleted and their actions marked cancelled; fulfilled actions stay fulfilled.
@@ -90,24 +118,21 @@ def cancel_enrollment(
         return {"outcome": "not_cancellable", "status": offer["status"]}
 
     cancelled, left = [], []
-    for action in _actions(tables, contract_id):
+    correlation_id = offer["offer"].get("correlationId", "-")
+    for action in _actions(tables, {**offer, "status": store.ENROLLED}, offset_unit_seconds):
         if action["state"] not in (store.ACTION_PENDING, store.ACTION_SCHEDULED):
             left.append({"name": action["actionName"], "state": action["state"]})
             continue
         _delete_schedule(scheduler, schedule_group, hooks.schedule_name(contract_id, action["actionName"]))
+        cancel = {"name": action["actionName"], "offset": action["offset"], "dueAt": action.get("dueAt")}
         try:
             with aws_errors_as_domain_errors():
                 tables.actions.update_item(
-                    Key={"contractId": contract_id, "actionName": action["actionName"]},
-                    UpdateExpression="SET #state = :cancelled, cancelledAt = :now",
-                    ConditionExpression="#state IN (:pending, :scheduled)",
-                    ExpressionAttributeNames={"#state": "state"},
-                    ExpressionAttributeValues={
-                        ":cancelled": store.ACTION_CANCELLED,
-                        ":pending": store.ACTION_PENDING,
-                        ":scheduled": store.ACTION_SCHEDULED,
-                        ":now": isoformat(now),
-                    },
+                    **{
+                        key: value
+                        for key, value in store.cancel_action(tables, contract_id, cancel, correlation_id, now).items()
+                        if key != "TableName"
+                    }
                 )
             cancelled.append(action["actionName"])
         except ConditionNotMetError:
@@ -126,7 +151,7 @@ def cancel_enrollment(
                 contract_id,
                 "cancel",
                 f"cancelled: {len(cancelled)} pending actions cancelled, {len(left)} already done",
-                offer["offer"].get("correlationId", "-"),
+                correlation_id,
                 now,
             ),
         )

@@ -176,7 +176,7 @@ def commit_enrollment(
     tables: Tables, offer: dict[str, Any], execution_id: str, eligibility: dict[str, Any], clock: Clock = utc_now
 ) -> dict[str, Any]:
     """One transaction: offer `enrolled`, the UCP's contract entry (status enrolled, payments), one
-    pending item per action, and the audit entries. A replay by the same execution is a no-op."""
+    pending item per same-day action, and the audit entries. A replay by the same execution is a no-op."""
     now = clock()
     contract_id, correlation_id, rules_version = (
         offer["contractId"],
@@ -219,7 +219,10 @@ def commit_enrollment(
             }
         },
     ]
-    for action in offer["immediateActions"] + offer["eventualActions"]:
+    # Only the same-day actions get their item here: an eventual action's item is created when its hook
+    # is scheduled (the async workflow's MarkActionScheduled), so the transaction, which bills every
+    # item twice, does not also write an item per eventual action.
+    for action in offer["immediateActions"]:
         items.append(
             {
                 "Put": {
@@ -246,13 +249,14 @@ def commit_enrollment(
             tables, store.audit_entry(contract_id, "rules-lab", "eligible", correlation_id, now, rules_version)
         )
     )
+    actions = len(offer["immediateActions"]) + len(offer["eventualActions"])
     items.append(
         store.audit_put(
             tables,
             store.audit_entry(
                 contract_id, "enroll", "enrolled: UCP updated, payments set", correlation_id,
                 now + timedelta(milliseconds=1), rules_version,  # sorts after the eligibility entry
-                {"payments": len(offer["payments"]), "actions": len(items) - 2},
+                {"payments": len(offer["payments"]), "actions": actions},
             ),
         )
     )  # fmt: skip
@@ -301,24 +305,11 @@ def revert_enrollment(
             }
         },
     ]
-    for action in offer["immediateActions"] + offer["eventualActions"]:
-        items.append(
-            {
-                "Update": {
-                    "TableName": tables.actions.name,
-                    "Key": {"contractId": contract_id, "actionName": action["name"]},
-                    "UpdateExpression": "SET #state = :cancelled, cancelledAt = :now",
-                    "ConditionExpression": "#state IN (:pending, :scheduled)",
-                    "ExpressionAttributeNames": {"#state": "state"},
-                    "ExpressionAttributeValues": {
-                        ":cancelled": store.ACTION_CANCELLED,
-                        ":pending": store.ACTION_PENDING,
-                        ":scheduled": store.ACTION_SCHEDULED,
-                        ":now": isoformat(now),
-                    },
-                }
-            }
-        )
+    # The same-day actions' items, the only ones the commit wrote. An eventual action has no item yet,
+    # and gets none: its hook is scheduled only for an enrolled offer with a stream record, and a retry
+    # of this contract must find it free.
+    for action in offer["immediateActions"]:
+        items.append({"Update": store.cancel_action(tables, contract_id, action, offer["correlationId"], now)})
     items.append(
         store.audit_put(
             tables, store.audit_entry(contract_id, "revert", f"failed: {reason[:500]}", offer["correlationId"], now)

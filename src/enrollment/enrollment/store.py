@@ -86,6 +86,34 @@ def audit_entry(
     return entry
 
 
+def cancel_action(
+    tables: Tables, contract_id: str, action: dict[str, Any], correlation_id: str, at: datetime
+) -> dict[str, Any]:
+    """The conditional write that cancels one action (a transaction item; `Table.update_item` takes it
+    without `TableName`). An eventual action has no item until its hook is scheduled, so this creates
+    it `cancelled` when absent: a later scheduling or hook then finds the action taken."""
+    return {
+        "TableName": tables.actions.name,
+        "Key": {"contractId": contract_id, "actionName": action["name"]},
+        "UpdateExpression": (
+            "SET #state = :cancelled, cancelledAt = :now, #offset = if_not_exists(#offset, :offset),"
+            " correlationId = if_not_exists(correlationId, :correlation)"
+            + (", dueAt = if_not_exists(dueAt, :due)" if action.get("dueAt") else "")
+        ),
+        "ConditionExpression": "attribute_not_exists(actionName) OR #state IN (:pending, :scheduled)",
+        "ExpressionAttributeNames": {"#state": "state", "#offset": "offset"},
+        "ExpressionAttributeValues": {
+            ":cancelled": ACTION_CANCELLED,
+            ":pending": ACTION_PENDING,
+            ":scheduled": ACTION_SCHEDULED,
+            ":now": isoformat(at),
+            ":offset": action["offset"],
+            ":correlation": correlation_id,
+            **({":due": action["dueAt"]} if action.get("dueAt") else {}),
+        },
+    }
+
+
 def append_audit(tables: Tables, entry: dict[str, Any]) -> None:
     tables.audit.put_item(Item=entry, ConditionExpression="attribute_not_exists(entryId)")
 
