@@ -18,7 +18,7 @@ LOCAL_ENV := AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGIO
 	AWS_REGION=us-east-1 AWS_ENDPOINT_URL=http://localhost:$(EMULATOR_PORT) SAM_CLI_TELEMETRY=0 \
 	PATH="$(CURDIR)/$(BIN):$$PATH"
 
-.PHONY: help venv checkov-venv lock lock-checkov up down demo test lint checkov unit integration load env clean diagrams openapi cost bench
+.PHONY: help venv checkov-venv lock lock-checkov up down demo test lint checkov unit integration load env clean diagrams openapi cost cost-readme bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -98,6 +98,9 @@ bench: venv ## Benchmark on a fresh emulator; writes bench/results/latest.{json,
 
 cost: venv ## Cost per million enrollments and payment workflows at AWS list prices
 	$(BIN)/python scripts/cost_model.py
+
+cost-readme: venv ## Rewrite README.md's table of cost levers from the cost model
+	$(BIN)/python scripts/cost_model.py --readme
 
 clean: ## Remove build output (keeps the venv)
 	rm -rf .aws-sam packaged.yaml .pytest_cache .ruff_cache

@@ -15,7 +15,7 @@ import argparse
 import json
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -31,6 +31,7 @@ from tests.support.template import template  # noqa: E402
 PRICES_AS_OF = "2025-01 list prices, us-east-1, not re-verified on 2026-11-22"
 PRICES = {
     "apigateway_rest_per_million": 3.50,
+    "apigateway_http_per_million": 1.00,
     "lambda_request_per_million": 0.20,
     "lambda_gb_second": {"x86_64": 0.0000166667, "arm64": 0.0000133334},
     "sfn_express_request_per_million": 1.00,
@@ -179,16 +180,28 @@ def sample_items() -> dict[str, int]:
         "trigger": "hook",
         "result": {"effect": "interest rate changed", "newRate": Decimal("0.0499")},
     }
+    # The largest audit items: the commit's, carrying the run's earlier steps, and the eventual run's,
+    # listing its hooks.
+    steps = [
+        store.step("receive-offer", stamp, "received"),
+        store.step("verify-customer", stamp, "verified"),
+        store.step("rules-lab", stamp, "eligible", "2026-11-01.1"),
+    ]
     audit_item = store.audit_entry(
         request.contractId, "enroll", "enrolled: UCP updated, payments set", correlation_id, now, "2026-11-01.1",
-        {"payments": len(payments), "actions": len(immediate) + len(eventual)},
+        {"payments": len(payments), "actions": len(immediate) + len(eventual), "steps": steps},
+    )  # fmt: skip
+    hooks = [{"action": a["name"], "dueAt": a["dueAt"], "fireAt": f"at({a['dueAt'][:19]})"} for a in eventual]
+    eventual_audit_item = store.audit_entry(
+        request.contractId, "eventual-workflow", f"started: {len(eventual)} hooks to schedule", correlation_id, now,
+        details={"hooks": hooks},
     )  # fmt: skip
     record = publisher.stream_record(offer, stamp)
     return {
         "offer": write_units(offer_item),
         "account": write_units(account_item),
         "action": write_units(action_item),
-        "audit": write_units(audit_item),
+        "audit": max(write_units(audit_item), write_units(eventual_audit_item)),
         "stream_record_bytes": len(json.dumps(record)),
         "same_day_actions": len(immediate),
         "eventual_actions": len(eventual),
@@ -201,11 +214,61 @@ def measured_durations(path: Path | None) -> dict[str, float]:
     return json.loads(path.read_text()).get("warmDurationsMs", {})
 
 
-def enrollment_model(durations: dict[str, float]) -> Model:
+@dataclass(frozen=True)
+class Design:
+    """What an enrollment is billed for. The defaults are this template and code; each other value is
+    a lever (see LEVERS) or a dropped requirement (see REQUIREMENT_DROPS), priced by the same model."""
+
+    memory_mb: int | None = None  # every function at this memory instead of the template's
+    http_api: bool = False  # an HTTP API instead of the REST API
+    api_starts_execution: bool = False  # API Gateway starts the EXPRESS run: no EnrollmentApiFunction
+    scheduler_sdk: bool = False  # the async workflow creates hooks itself: no ScheduleHookFunction
+    eventual_audit: bool = True  # audit entries for the eventual workflow, its hooks and its actions
+    scheduled_records: bool = True  # each eventual action recorded `scheduled` before its hook exists
+
+
+CURRENT = Design()
+# (what, design, whether the emulator runs it and why not)
+LEVERS: list[tuple[str, Design, str]] = [
+    ("128 MB functions (they wait on AWS calls; slower cold starts)", Design(memory_mb=128), "yes"),
+    (
+        "An HTTP API instead of REST (no API keys or usage plans)",
+        Design(http_api=True),
+        "no: SAM `HttpApi` creates no routes",
+    ),
+    (
+        "API Gateway starting the EXPRESS run itself, no API function",
+        Design(api_starts_execution=True),
+        "no: no API Gateway to Step Functions integration",
+    ),
+    (
+        "Hooks created by the Scheduler SDK integration, no ScheduleHook function",
+        Design(scheduler_sdk=True),
+        "no: no `aws-sdk:scheduler`",
+    ),
+]
+ALL_LEVERS = Design(memory_mb=128, http_api=True, api_starts_execution=True, scheduler_sdk=True)
+# Requirements of the earlier issues, dropped on top of every lever.
+REQUIREMENT_DROPS: list[tuple[str, Design]] = [
+    (
+        "No audit entries for the eventual workflow, its hooks and actions (the action items are their record)",
+        replace(ALL_LEVERS, eventual_audit=False),
+    ),
+    (
+        "No `scheduled` record per eventual action either",
+        replace(ALL_LEVERS, eventual_audit=False, scheduled_records=False),
+    ),
+]
+
+
+def enrollment_model(durations: dict[str, float], design: Design = CURRENT) -> Model:
     costs, sizes, functions = Model(), sample_items(), function_settings()
     per_million = 1_000_000
 
-    costs.add("API Gateway", "1 REST request", PRICES["apigateway_rest_per_million"])
+    if design.http_api:
+        costs.add("API Gateway", "1 HTTP API request", PRICES["apigateway_http_per_million"])
+    else:
+        costs.add("API Gateway", "1 REST request", PRICES["apigateway_rest_per_million"])
 
     # Lambda: the immediate path and the eventual path, one invocation each unless noted.
     invocations = {
@@ -213,8 +276,14 @@ def enrollment_model(durations: dict[str, float]) -> Model:
         "CommitEnrollmentFunction": 1, "PublishEnrollmentFunction": 1, "FulfillActionFunction": 4,
         "DataLambdaFunction": 1, "ScheduleHookFunction": 3,
     }  # fmt: skip
+    if design.api_starts_execution:
+        del invocations["EnrollmentApiFunction"]
+    if design.scheduler_sdk:
+        del invocations["ScheduleHookFunction"]
     for logical_id, count in invocations.items():
         memory_gb, architecture = functions[logical_id]
+        if design.memory_mb is not None:
+            memory_gb = design.memory_mb / 1024
         seconds = durations.get(logical_id, DEFAULT_WARM_DURATION_MS) / 1000
         billed = math.ceil(seconds * 1000) / 1000
         costs.add("Lambda", f"{logical_id} x{count} requests", count * PRICES["lambda_request_per_million"])
@@ -243,20 +312,31 @@ def enrollment_model(durations: dict[str, float]) -> Model:
 
     offer, account, action, audit = sizes["offer"], sizes["account"], sizes["action"], sizes["audit"]
     same_day, eventual = sizes["same_day_actions"], sizes["eventual_actions"]
+    actions = same_day + eventual
+    # One audit item per run: the commit's carries received, verified and eligible; the eventual run's
+    # carries the publication it consumed and lists its hooks; each action's fulfilment is a run of its own.
+    committed_audit = 1
+    audit_outside = (1 + actions) if design.eventual_audit else 0
+    audit_what = f"the eventual run (with the publication), {actions} fulfilments" if design.eventual_audit else "none"
+    scheduled = eventual if design.scheduled_records else 0
     writes = {
         "Offers put (received)": offer,
         "Offers update (verified)": offer,
         # The eventual actions' items are created when their hooks are scheduled, outside the transaction.
-        f"commit transaction: offer + UCP + {same_day} same-day action + 2 audit, x2 for a transaction": 2
-        * (offer + account + same_day * action + 2 * audit),
+        f"commit transaction: offer + UCP + {same_day} same-day action + {committed_audit} audit,"
+        " x2 for a transaction": 2 * (offer + account + same_day * action + committed_audit * audit),
         "Offers update (eventual workflow started)": offer,
-        f"actions: {eventual} x created scheduled + {same_day + eventual} x fulfilled": (eventual + same_day + eventual)
-        * action,
-        "audit appends outside the commit (received, verified, published, started, 3 hooks, 4 actions)": 11 * audit,
+        f"actions: {scheduled} x created scheduled + {actions} x fulfilled": (scheduled + actions) * action,
+        f"audit appends outside the commit ({audit_what})": audit_outside * audit,
     }
     for what, units in writes.items():
         costs.add("DynamoDB", f"{what}: {units} WRU", units * PRICES["dynamodb_write_request_unit_per_million"])
     costs.add("DynamoDB", "UCP read (verify, consistent): 1 RRU", PRICES["dynamodb_read_request_unit_per_million"])
+    costs.add(
+        "DynamoDB",
+        "Offers read (commit: when the run's earlier steps were done, consistent): 1 RRU",
+        PRICES["dynamodb_read_request_unit_per_million"],
+    )
 
     record_gb = sizes["stream_record_bytes"] / 1024**3
     kinesis_per_gb = PRICES["kinesis_on_demand_gb_in"] + PRICES["kinesis_on_demand_gb_out"]
@@ -268,11 +348,12 @@ def enrollment_model(durations: dict[str, float]) -> Model:
     per_invocation = (SYSTEM_LOG_BYTES if system_level in ("DEBUG", "INFO") else 0) + (
         APPLICATION_LOG_BYTES if log_level in ("DEBUG", "INFO") else 0
     )
-    log_bytes = sum(invocations.values()) * per_invocation + len(METRIC_FUNCTIONS) * EMF_LOG_BYTES
+    metric_lines = sum(name in invocations for name in METRIC_FUNCTIONS)
+    log_bytes = sum(invocations.values()) * per_invocation + metric_lines * EMF_LOG_BYTES
     costs.add(
         "CloudWatch Logs",
         f"{sum(invocations.values())} invocations at LogLevel {log_level} (system logs {system_level}),"
-        f" {len(METRIC_FUNCTIONS)} metric lines: {log_bytes} B",
+        f" {metric_lines} metric lines: {log_bytes} B",
         log_bytes / 1024**3 * PRICES["cloudwatch_logs_ingest_per_gb"] * per_million,
     )
     costs.add(
@@ -314,12 +395,47 @@ def report(title: str, costs: Model) -> str:
     return "\n".join(lines)
 
 
+LEVERS_START, LEVERS_END = "<!-- cost-levers -->\n", "\n<!-- /cost-levers -->"
+
+
+def levers_report(durations: dict[str, float]) -> str:
+    """The levers left and the requirements below them, each priced by this model: the tables the
+    README's "Performance and cost" section shows (tests/unit/test_cost_model.py compares them)."""
+    current = enrollment_model(durations).total
+    lines = [
+        f"Levers left, from ${current:,.2f}:",
+        "",
+        "| Lever | Saves (USD per million) | Runs on the emulator |",
+        "| --- | ---: | --- |",
+    ]
+    for what, design, emulator in LEVERS:
+        lines.append(f"| {what} | {current - enrollment_model(durations, design).total:,.2f} | {emulator} |")
+    lines.append(
+        f"| **All {len(LEVERS)} together** | **{current - enrollment_model(durations, ALL_LEVERS).total:,.2f}** | no |"
+    )
+    lines += [
+        "",
+        "| Then also dropping a requirement of an earlier issue | USD per million |",
+        "| --- | ---: |",
+        f"| Nothing dropped (every lever above) | {enrollment_model(durations, ALL_LEVERS).total:,.2f} |",
+    ]
+    lines += [f"| {what} | {enrollment_model(durations, design).total:,.2f} |" for what, design in REQUIREMENT_DROPS]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--durations", type=Path, default=ROOT / "bench/results/latest.json")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--readme", action="store_true", help="rewrite README.md's levers block and stop")
     args = parser.parse_args()
     durations = measured_durations(args.durations)
+    if args.readme:
+        readme = ROOT / "README.md"
+        head, rest = readme.read_text().split(LEVERS_START, 1)
+        _, tail = rest.split(LEVERS_END, 1)
+        readme.write_text(f"{head}{LEVERS_START}{levers_report(durations)}{LEVERS_END}{tail}")
+        return
     enrollments, payments = enrollment_model(durations), payment_model(durations)
     if args.json:
         summary = {
@@ -327,6 +443,14 @@ def main() -> None:
             "enrollmentPerMillion": round(enrollments.total, 2),
             "enrollmentByService": {service: round(usd, 2) for service, usd in enrollments.by_service().items()},
             "paymentWorkflowPerMillion": round(payments.total, 2),
+            "leversSaving": {
+                what: round(enrollments.total - enrollment_model(durations, design).total, 2)
+                for what, design, _ in LEVERS
+            },
+            "withEveryLever": round(enrollment_model(durations, ALL_LEVERS).total, 2),
+            "withRequirementsDropped": {
+                what: round(enrollment_model(durations, design).total, 2) for what, design in REQUIREMENT_DROPS
+            },
         }
         print(json.dumps(summary, indent=2))
         return
@@ -337,6 +461,9 @@ def main() -> None:
     )
     print(f"Prices: {PRICES_AS_OF}; Lambda durations: {source}.\n")
     print(report("Enrollment with 4 actions (1 same day, 3 hooks), PaymentDestination=none", enrollments))
+    print()
+    print()
+    print(levers_report(durations))
     print()
     print(report("Mock payment workflow", payments))
 

@@ -32,6 +32,7 @@ from typing import Any
 
 import pytest
 
+from enrollment.store import expand
 from tests.integration.conftest import EnrollmentApi, LocalStack
 from tests.support.enrollment import HttpAnswer, post, scan, stream_records
 from tests.support.waiting import wait_until
@@ -139,8 +140,8 @@ def test_fifty_concurrent_clients_get_no_5xx_and_every_answer_is_audited(
     assert published == dict.fromkeys(enrolled, 1)
 
     def audit_counts() -> Counter[str]:
-        entries = scan(local_stack.client("dynamodb"), local_stack.outputs["AuditTableName"])
-        return Counter(e["step"] for e in entries if e["contractId"] in enrolled)
+        items = scan(local_stack.client("dynamodb"), local_stack.outputs["AuditTableName"])
+        return Counter(entry["step"] for item in items if item["contractId"] in enrolled for entry in expand(item))
 
     expected = {"receive-offer", "verify-customer", "rules-lab", "enroll", "publish", "action:action2"}
     counts = wait_until(

@@ -103,12 +103,17 @@ def test_eligible_offer_is_enrolled_end_to_end(local_stack: LocalStack, enrollme
     assert len(records) == 1
     assert [a["name"] for a in records[0]["eventualActions"]] == ["action100", "action1", "rateChange"]
     assert records[0]["correlationId"] == "corr-it-1"
-    trail = audit_trail(local_stack, "IT-ELIGIBLE-1")
+    # The publication is audited by the eventual run that consumes it, a moment after the answer.
+    trail = wait_until(
+        lambda: (t := audit_trail(local_stack, "IT-ELIGIBLE-1")) and "publish=published 3 eventual actions" in t and t,
+        60,
+        "the stream consumer to audit the publication",
+    )
     for expected in (
         "receive-offer=received",
         "verify-customer=verified",
         "rules-lab=eligible",
-        "publish=published 3 eventual actions",
+        "enroll=enrolled: UCP updated, payments set",
         "action:action2=fulfilled (same-day)",
     ):
         assert expected in trail

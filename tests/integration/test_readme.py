@@ -61,7 +61,7 @@ def test_readme_bash_blocks_run_against_a_fresh_emulator(built: None) -> None:
         assert [line for line in api.splitlines() if line.startswith("HTTP ")] == [
             "HTTP 201", "HTTP 201", "HTTP 400", "HTTP 403"
         ]  # fmt: skip
-        assert "receive-offer\treceived" in api
+        assert "enroll\tenrolled: UCP updated, payments set" in api
         lifecycle = output_of("C-README-2")
         assert [line for line in lifecycle.splitlines() if line.startswith(("POST HTTP ", "HTTP "))] == [
             "POST HTTP 201", "HTTP 200", "HTTP 200", "HTTP 409"

@@ -90,12 +90,16 @@ def stream_records(kinesis: Any, stream_name: str) -> list[dict[str, Any]]:
 
 
 def audit_trail(local_stack: Any, contract_id: str) -> list[str]:
-    """A contract's audit entries in order, as `step=outcome`."""
-    entries = scan(local_stack.client("dynamodb"), local_stack.outputs["AuditTableName"])
+    """A contract's audit trail in order, as `step=outcome`: each item expanded into the steps it
+    carries (one item per run, `store.expand`)."""
+    from enrollment.store import expand
+
+    items = scan(local_stack.client("dynamodb"), local_stack.outputs["AuditTableName"])
     return [
-        f"{e['step']}={e['outcome']}"
-        for e in sorted(entries, key=lambda e: e["entryId"])
-        if e["contractId"] == contract_id
+        f"{entry['step']}={entry['outcome']}"
+        for item in sorted(items, key=lambda item: item["entryId"])
+        if item["contractId"] == contract_id
+        for entry in expand(item)
     ]
 
 

@@ -39,5 +39,29 @@ def test_the_commit_transaction_bills_the_same_day_actions_only() -> None:
     """Eventual actions' items are created when their hooks are scheduled, outside the transaction."""
     [commit] = [line for line in cost_model.enrollment_model({}).lines if "commit transaction" in line.what]
 
-    assert "1 same-day action" in commit.what
-    assert "10 WRU" in commit.what  # 2 x (offer + UCP + 1 action + 2 audit entries), 1 unit each
+    assert "1 same-day action + 1 audit" in commit.what
+    assert "8 WRU" in commit.what  # 2 x (offer + UCP + 1 action + the run's audit item), 1 unit each
+
+
+def test_readme_shows_the_levers_as_the_model_prices_them() -> None:
+    readme = (cost_model.ROOT / "README.md").read_text()
+    block = readme.split(cost_model.LEVERS_START, 1)[1].split(cost_model.LEVERS_END, 1)[0]
+    durations = cost_model.measured_durations(cost_model.ROOT / "bench/results/latest.json")
+
+    assert block == cost_model.levers_report(durations), "README levers are stale: run `make cost-readme`"
+
+
+def test_the_readme_total_is_the_models() -> None:
+    readme = (cost_model.ROOT / "README.md").read_text()
+    durations = cost_model.measured_durations(cost_model.ROOT / "bench/results/latest.json")
+
+    assert f"| **Total** | **{cost_model.enrollment_model(durations).total:,.2f}** |" in readme
+
+
+def test_every_lever_and_dropped_requirement_lowers_the_cost() -> None:
+    current = cost_model.enrollment_model({}).total
+    for _, design, _ in cost_model.LEVERS:
+        assert cost_model.enrollment_model({}, design).total < current
+    every_lever = cost_model.enrollment_model({}, cost_model.ALL_LEVERS).total
+    totals = [cost_model.enrollment_model({}, design).total for _, design in cost_model.REQUIREMENT_DROPS]
+    assert every_lever > totals[0] > totals[1]

@@ -37,8 +37,13 @@ def offer_item(tables: Tables, contract_id: str = "C-1001") -> dict[str, Any] | 
 
 
 def audit_outcomes(tables: Tables, contract_id: str = "C-1001") -> list[str]:
+    """The trail as `step=outcome`, each item expanded into the steps it carries."""
     items = tables.audit.query(KeyConditionExpression=Key("contractId").eq(contract_id))["Items"]
-    return [f"{item['step']}={item['outcome']}" for item in items]
+    return [f"{entry['step']}={entry['outcome']}" for item in items for entry in store.expand(item)]
+
+
+def audit_items(tables: Tables, contract_id: str = "C-1001") -> list[dict]:
+    return tables.audit.query(KeyConditionExpression=Key("contractId").eq(contract_id))["Items"]
 
 
 def everything(tables: Tables) -> dict[str, list]:
@@ -58,7 +63,8 @@ def test_accept_normalises_the_offer_and_takes_the_guard(enrollment_tables: Tabl
     item = offer_item(enrollment_tables)
     assert item["status"] == "received"
     assert item["executionId"] == EXECUTION
-    assert audit_outcomes(enrollment_tables) == ["receive-offer=received"]
+    # Nothing audited yet: the entry that ends the run carries this step.
+    assert audit_outcomes(enrollment_tables) == []
 
 
 def test_the_offer_item_keeps_the_request_not_what_derives_from_it(enrollment_tables: Tables) -> None:
@@ -98,10 +104,7 @@ def test_second_execution_for_a_contract_in_progress_is_a_conflict(enrollment_ta
     assert result["outcome"] == "conflict"
     assert result["rejection"]["error"] == "ContractInProgress"
     assert offer_item(enrollment_tables)["executionId"] == EXECUTION
-    assert sorted(audit_outcomes(enrollment_tables)) == [
-        "receive-offer=received",
-        "receive-offer=rejected: ContractInProgress",
-    ]
+    assert audit_outcomes(enrollment_tables) == ["receive-offer=rejected: ContractInProgress"]
 
 
 def test_enrolled_contract_is_a_conflict(enrollment_tables: Tables) -> None:
@@ -137,7 +140,8 @@ def test_unknown_or_inactive_customer_is_rejected_and_audited(
     assert result["reason"] == reason
     item = offer_item(enrollment_tables)
     assert (item["status"], item["statusReason"]) == ("rejected", reason)
-    assert audit_outcomes(enrollment_tables)[-1] == f"verify-customer=rejected: {reason}"
+    assert audit_outcomes(enrollment_tables) == ["receive-offer=received", f"verify-customer=rejected: {reason}"]
+    assert len(audit_items(enrollment_tables)) == 1  # one item for the run, carrying the earlier step
     # A rejected offer releases the guard: the same contract may be submitted again.
     assert offers.acquire(enrollment_tables, seed_offer(), OTHER_EXECUTION, STARTED)["outcome"] == "accepted"
 
@@ -159,8 +163,13 @@ def test_ineligible_is_recorded_with_rules_version(enrollment_tables: Tables) ->
 
     assert result == {"recorded": True, "status": "ineligible"}
     assert offer_item(enrollment_tables)["status"] == "ineligible"
-    last = enrollment_tables.audit.scan()["Items"]
-    assert any(entry.get("rulesVersion") == "2026-11-01.1" for entry in last)
+    [entry] = audit_items(enrollment_tables)
+    assert entry["rulesVersion"] == "2026-11-01.1"
+    assert audit_outcomes(enrollment_tables) == [
+        "receive-offer=received",
+        "verify-customer=verified",
+        "rules-lab=ineligible: too risky",
+    ]
 
 
 def test_record_outcome_leaves_another_executions_offer_alone(enrollment_tables: Tables) -> None:
@@ -181,7 +190,11 @@ def test_commit_updates_ucp_offer_actions_and_audit_at_once(enrollment_tables: T
     # Only the same-day action has its item now; an eventual one gets it when its hook is scheduled.
     actions = enrollment_tables.actions.scan()["Items"]
     assert [(a["actionName"], a["state"], a["offset"]) for a in actions] == [("action2", "pending", 0)]
-    assert audit_outcomes(enrollment_tables)[-2:] == [
+    # One audit item for the whole run: the steps before the commit travel inside it.
+    assert len(audit_items(enrollment_tables)) == 1
+    assert audit_outcomes(enrollment_tables) == [
+        "receive-offer=received",
+        "verify-customer=verified",
         "rules-lab=eligible",
         "enroll=enrolled: UCP updated, payments set",
     ]

@@ -95,7 +95,7 @@ def test_publish_puts_one_record_with_eventual_actions(
     kinesis = boto3.client("kinesis", region_name="us-east-1")
     kinesis.create_stream(StreamName="EnrollmentStream", ShardCount=1)
 
-    result = publisher.publish(kinesis, "EnrollmentStream", enrollment_tables, enrolled_offer, clock=FixedClock())
+    result = publisher.publish(kinesis, "EnrollmentStream", enrolled_offer, clock=FixedClock())
 
     shard_iterator = kinesis.get_shard_iterator(
         StreamName="EnrollmentStream", ShardId=result["shardId"], ShardIteratorType="TRIM_HORIZON"

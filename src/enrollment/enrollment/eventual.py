@@ -208,6 +208,20 @@ def start_eventual_workflow(
                 f"started: {len(workflow_input['hooks'])} hooks to schedule",
                 record.correlationId,
                 clock(),
+                # The run's one audit item: the publication it consumed, each hook it schedules and when
+                # that fires. Whether each hook was created is on its action's item (`scheduled`, or
+                # `failed` with the reason).
+                details={
+                    "steps": [
+                        store.step(
+                            "publish", record.publishedAt, f"published {len(record.eventualActions)} eventual actions"
+                        )
+                    ],
+                    "hooks": [
+                        {"action": hook["actionName"], "dueAt": hook["dueAt"], "fireAt": hook["scheduleExpression"]}
+                        for hook in workflow_input["hooks"]
+                    ],
+                },
             ),
         )
     return {"started": True, "executionArn": response["executionArn"]}

@@ -123,7 +123,7 @@ def revert_enrollment(event: dict[str, Any], context: LambdaContext) -> dict[str
 def publish_enrollment(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     from enrollment import publisher
 
-    result = publisher.publish(aws.client("kinesis"), os.environ["ENROLLMENT_STREAM_NAME"], _tables(), event["offer"])
+    result = publisher.publish(aws.client("kinesis"), os.environ["ENROLLMENT_STREAM_NAME"], event["offer"])
     logger.info("enrollment published", extra=result)
     return result
 

@@ -78,7 +78,8 @@ def enrollment_status(
         ],
         "audit": [
             {key: entry[key] for key in ("at", "step", "outcome", "correlationId", "rulesVersion") if key in entry}
-            for entry in trail
+            for item in trail
+            for entry in store.expand(item)
         ],
     }
     return json_ready(answer)

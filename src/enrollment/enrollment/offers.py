@@ -35,7 +35,8 @@ def acquire(
     long (`model.SECONDS_PER_DAY` unless given).
 
     Outcomes: `accepted` (with the normalised offer), `invalid` (nothing written) or `conflict`
-    (the contract is in progress or already enrolled; audited)."""
+    (the contract is in progress or already enrolled; audited). An accepted offer is audited by the
+    entry that ends its run, which carries this step."""
     # The request model (pydantic) is loaded here, the one step that validates: the other steps of
     # this module run on the already validated offer and never pay for it at cold start.
     from commonlib.validation import parse
@@ -94,11 +95,7 @@ def acquire(
                 store.audit_entry(request.contractId, "receive-offer", f"rejected: {error}", correlation_id, now),
             )
         return _rejected("conflict", error, cause)
-
-    with aws_errors_as_domain_errors():
-        store.append_audit(
-            tables, store.audit_entry(request.contractId, "receive-offer", "received", correlation_id, now)
-        )
+    # No audit entry here: the entry that ends this run carries the step (see `store.steps_before`).
     return {"outcome": "accepted", "offer": offer, "rejection": None}
 
 
@@ -121,7 +118,8 @@ def offer_item(offer: dict[str, Any], execution_id: str, now: datetime) -> dict[
 
 
 def verify_customer(tables: Tables, offer: dict[str, Any], execution_id: str, clock: Clock = utc_now) -> dict[str, Any]:
-    """Check the account in the UCP. `{"verified": bool, "reason": str | None, "account": {...}}`."""
+    """Check the account in the UCP. `{"verified": bool, "reason": str | None, "account": {...}}`.
+    A verified offer is audited by the commit's entry (or a later failure's); a rejection here."""
     with aws_errors_as_domain_errors():
         account = tables.ucp.get_item(Key={"accountId": offer["accountId"]}, ConsistentRead=True).get("Item")
     if account is None:
@@ -131,18 +129,30 @@ def verify_customer(tables: Tables, offer: dict[str, Any], execution_id: str, cl
     else:
         verified, reason = True, None
     status = store.VERIFIED if verified else store.REJECTED
-    _set_status(tables, offer, execution_id, status, reason, clock(), from_statuses=(store.RECEIVED, store.VERIFIED))
-    with aws_errors_as_domain_errors():
-        store.append_audit(
-            tables,
-            store.audit_entry(
-                offer["contractId"],
-                "verify-customer",
-                "verified" if verified else f"rejected: {reason}",
-                offer["correlationId"],
-                clock(),
-            ),
-        )
+    now = clock()
+    before = _set_status(
+        tables,
+        offer,
+        execution_id,
+        status,
+        reason,
+        now,
+        from_statuses=(store.RECEIVED, store.VERIFIED),
+        stamp="verifiedAt" if verified else None,
+    )
+    if not verified:  # the run ends here: its entry carries the earlier steps
+        with aws_errors_as_domain_errors():
+            store.append_audit(
+                tables,
+                store.audit_entry(
+                    offer["contractId"],
+                    "verify-customer",
+                    f"rejected: {reason}",
+                    offer["correlationId"],
+                    now,
+                    details={"steps": store.steps_before(before)},
+                ),
+            )
     facts = {"status": account.get("status"), "flags": sorted(account.get("flags", []))} if account else {}
     return {"verified": verified, "reason": reason, "account": facts}
 
@@ -157,17 +167,29 @@ def record_outcome(
     rules_version: str | None = None,
     clock: Clock = utc_now,
 ) -> dict[str, Any]:
-    """Record an end state (`ineligible`, `failed`) on the offer this execution owns, and audit it."""
+    """Record an end state (`ineligible`, `failed`) on the offer this execution owns, and audit it with
+    the steps the run had done."""
     now = clock()
     try:
-        _set_status(tables, offer, execution_id, status, reason, now, from_statuses=(store.RECEIVED, store.VERIFIED))
+        before = _set_status(
+            tables, offer, execution_id, status, reason, now, from_statuses=(store.RECEIVED, store.VERIFIED)
+        )
         recorded = True
     except ConditionNotMetError:
-        recorded = False  # the offer is not (or no longer) this execution's: change nothing
+        before, recorded = None, False  # the offer is not (or no longer) this execution's: change nothing
     outcome = status if not reason else f"{status}: {reason}"
     with aws_errors_as_domain_errors():
         store.append_audit(
-            tables, store.audit_entry(offer["contractId"], step, outcome, offer["correlationId"], now, rules_version)
+            tables,
+            store.audit_entry(
+                offer["contractId"],
+                step,
+                outcome,
+                offer["correlationId"],
+                now,
+                rules_version,
+                {"steps": store.steps_before(before)} if before else None,
+            ),
         )
     return {"recorded": recorded, "status": status}
 
@@ -176,7 +198,8 @@ def commit_enrollment(
     tables: Tables, offer: dict[str, Any], execution_id: str, eligibility: dict[str, Any], clock: Clock = utc_now
 ) -> dict[str, Any]:
     """One transaction: offer `enrolled`, the UCP's contract entry (status enrolled, payments), one
-    pending item per same-day action, and the audit entries. A replay by the same execution is a no-op."""
+    pending item per same-day action, and the run's audit entry (received, verified, eligible,
+    enrolled). A replay by the same execution is a no-op."""
     now = clock()
     contract_id, correlation_id, rules_version = (
         offer["contractId"],
@@ -244,19 +267,19 @@ def commit_enrollment(
                 }
             }
         )
-    items.append(
-        store.audit_put(
-            tables, store.audit_entry(contract_id, "rules-lab", "eligible", correlation_id, now, rules_version)
-        )
-    )
+    # One audit item for the run so far: the steps before this one travel inside it (read from the
+    # offer item, which records when each was done) instead of one item each, billed twice here.
+    with aws_errors_as_domain_errors():
+        current = tables.offers.get_item(Key={"OfferId": contract_id}, ConsistentRead=True).get("Item")
+    done = [*store.steps_before(current), store.step("rules-lab", isoformat(now), "eligible", rules_version)]
     actions = len(offer["immediateActions"]) + len(offer["eventualActions"])
     items.append(
         store.audit_put(
             tables,
             store.audit_entry(
                 contract_id, "enroll", "enrolled: UCP updated, payments set", correlation_id,
-                now + timedelta(milliseconds=1), rules_version,  # sorts after the eligibility entry
-                {"payments": len(offer["payments"]), "actions": actions},
+                now + timedelta(milliseconds=1), rules_version,  # sorts after the eligibility step
+                {"payments": len(offer["payments"]), "actions": actions, "steps": done},
             ),
         )
     )  # fmt: skip
@@ -331,7 +354,10 @@ def _set_status(
     reason: str | None,
     now: datetime,
     from_statuses: tuple[str, ...],
-) -> None:
+    stamp: str | None = None,
+) -> dict[str, Any]:
+    """Move the offer this execution owns to `status` (and set `stamp`, if given, to now); the item
+    as it was before."""
     names = {"#status": "status"}
     values: dict[str, Any] = {":status": status, ":now": isoformat(now), ":execution": execution_id}
     allowed = []
@@ -339,17 +365,20 @@ def _set_status(
         values[f":from{index}"] = source
         allowed.append(f":from{index}")
     update = "SET #status = :status, updatedAt = :now"
+    if stamp:
+        update += f", {stamp} = :now"
     if reason:
         update += ", statusReason = :reason"
         values[":reason"] = reason[:1000]
     with aws_errors_as_domain_errors():
-        tables.offers.update_item(
+        return tables.offers.update_item(
             Key={"OfferId": offer["contractId"]},
             UpdateExpression=update,
             ConditionExpression=f"executionId = :execution AND #status IN ({', '.join(allowed)})",
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
-        )
+            ReturnValues="ALL_OLD",
+        ).get("Attributes", {})
 
 
 def _rejected(outcome: str, error: str, cause: str) -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""Publish an enrollment to the one stream the eventual workflow consumes."""
+"""Publish an enrollment to the one stream the eventual workflow consumes.
+
+The publication is audited by the run that consumes it (DataLambda's entry carries the step, with
+the record's `publishedAt`): one audit item per run, not one per step.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,6 @@ from typing import Any
 
 from commonlib.clock import Clock, isoformat, utc_now
 from commonlib.errors import aws_errors_as_domain_errors
-from enrollment import store
-from enrollment.store import Tables
 
 RECORD_TYPE = "ContractEnrolled"
 RECORD_VERSION = 1
@@ -27,9 +29,7 @@ def stream_record(offer: dict[str, Any], published_at: str) -> dict[str, Any]:
     }
 
 
-def publish(
-    kinesis: Any, stream_name: str, tables: Tables, offer: dict[str, Any], clock: Clock = utc_now
-) -> dict[str, Any]:
+def publish(kinesis: Any, stream_name: str, offer: dict[str, Any], clock: Clock = utc_now) -> dict[str, Any]:
     now = clock()
     record = stream_record(offer, isoformat(now))
     with aws_errors_as_domain_errors():
@@ -37,16 +37,5 @@ def publish(
             StreamName=stream_name,
             PartitionKey=offer["contractId"],
             Data=json.dumps(record, separators=(",", ":")).encode(),
-        )
-        store.append_audit(
-            tables,
-            store.audit_entry(
-                offer["contractId"],
-                "publish",
-                f"published {len(offer['eventualActions'])} eventual actions",
-                offer["correlationId"],
-                now,
-                details={"sequenceNumber": response["SequenceNumber"]},
-            ),
         )
     return {"shardId": response["ShardId"], "sequenceNumber": response["SequenceNumber"]}

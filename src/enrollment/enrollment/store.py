@@ -86,6 +86,30 @@ def audit_entry(
     return entry
 
 
+def step(name: str, at: str, outcome: str, rules_version: str | None = None) -> dict[str, Any]:
+    """An earlier step of the same run, carried inside the entry that ends it (`details.steps`): one
+    audit item per run instead of one per step, since every item is at least one write unit."""
+    return {"step": name, "at": at, "outcome": outcome} | ({"rulesVersion": rules_version} if rules_version else {})
+
+
+def steps_before(offer_item: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The steps an offer item records as done: received, and verified when it was."""
+    if not offer_item or "receivedAt" not in offer_item:
+        return []
+    done = [step("receive-offer", offer_item["receivedAt"], "received")]
+    if offer_item.get("verifiedAt"):
+        done.append(step("verify-customer", offer_item["verifiedAt"], "verified"))
+    return done
+
+
+def expand(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """An audit item as the trail it records: the steps it carries, each as an entry of its own, then
+    the item itself."""
+    carried = (entry.get("details") or {}).get("steps") or []
+    shared = {"contractId": entry["contractId"], "correlationId": entry.get("correlationId")}
+    return [{**shared, **carried_step} for carried_step in carried] + [entry]
+
+
 def cancel_action(
     tables: Tables, contract_id: str, action: dict[str, Any], correlation_id: str, at: datetime
 ) -> dict[str, Any]:
@@ -163,6 +187,7 @@ def _is_low_level(value: Any) -> bool:
 
 
 def audit_trail(tables: Tables, contract_id: str) -> list[dict[str, Any]]:
+    """A contract's audit items in order (`expand` turns each into the steps it records)."""
     from boto3.dynamodb.conditions import Key
 
     items: list[dict[str, Any]] = []
