@@ -26,20 +26,18 @@ def _tables() -> Tables:
     return Tables.from_environment()
 
 
-def _offset_unit_seconds() -> int:
-    from enrollment import model
-
-    return int(os.environ.get("OFFSET_UNIT_SECONDS", model.SECONDS_PER_DAY))
-
-
 @logger.inject_lambda_context(correlation_id_path="input.correlationId")
 @tracer.capture_lambda_handler
 @faults.injectable
 def accept_offer(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    from enrollment import offers
+    from enrollment import offers, offsets
 
     result = offers.acquire(
-        _tables(), event.get("input"), event["executionId"], parse_isoformat(event["startedAt"]), _offset_unit_seconds()
+        _tables(),
+        event.get("input"),
+        event["executionId"],
+        parse_isoformat(event["startedAt"]),
+        offsets.unit_from_environment(),
     )
     logger.info("offer received", extra={"outcome": result["outcome"], "rejection": result["rejection"]})
     return result

@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from commonlib import aws
 from commonlib.observability import logger, metrics, tracer
-from enrollment import manage
+from enrollment import manage, offsets
 from enrollment.store import Tables
 
 CONTRACT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
@@ -24,10 +24,6 @@ app = APIGatewayRestResolver()
 @functools.cache
 def _tables() -> Tables:
     return Tables.from_environment()
-
-
-def _offset_unit_seconds() -> int:
-    return int(os.environ.get("OFFSET_UNIT_SECONDS", manage.SECONDS_PER_DAY))
 
 
 def _json(status: int, body: dict[str, Any]) -> Response:
@@ -46,7 +42,7 @@ def _invalid(contract_id: str) -> Response | None:
 def get_enrollment(contract_id: str) -> Response:
     if (invalid := _invalid(contract_id)) is not None:
         return invalid
-    status = manage.enrollment_status(_tables(), contract_id, offset_unit_seconds=_offset_unit_seconds())
+    status = manage.enrollment_status(_tables(), contract_id, offset_unit_seconds=offsets.unit_from_environment())
     if status is None:
         return _json(404, {"error": "EnrollmentNotFound", "message": f"no offer for contract {contract_id}"})
     return _json(200, status)
@@ -61,7 +57,7 @@ def cancel_enrollment(contract_id: str) -> Response:
         aws.client("scheduler"),
         os.environ["SCHEDULE_GROUP_NAME"],
         contract_id,
-        offset_unit_seconds=_offset_unit_seconds(),
+        offset_unit_seconds=offsets.unit_from_environment(),
     )
     if result["outcome"] == "not_found":
         return _json(404, {"error": "EnrollmentNotFound", "message": f"no offer for contract {contract_id}"})

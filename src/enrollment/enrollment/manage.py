@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from commonlib.clock import Clock, isoformat, parse_isoformat, utc_now
 from commonlib.errors import ConditionNotMetError, aws_errors_as_domain_errors
 from commonlib.serialization import json_ready
 from enrollment import hooks, store
+from enrollment.offsets import SECONDS_PER_DAY, due_at
 from enrollment.store import Tables
 
 CANCELLED = store.CANCELLED
-SECONDS_PER_DAY = 86400  # enrollment.model's, without loading the request model here
 _ACTION_FIELDS = (
     "offset",
     "dueAt",
@@ -38,7 +37,6 @@ def _actions(tables: Tables, offer: dict[str, Any], offset_unit_seconds: int) ->
     details = offer.get("offer", {})
     if offer.get("status") == store.ENROLLED:
         enrollment_date = parse_isoformat(details["enrollmentDate"])
-        unit = timedelta(seconds=offset_unit_seconds)
         for action in details.get("contractDraft", {}).get("List", []):
             actions.setdefault(
                 action["name"],
@@ -46,7 +44,7 @@ def _actions(tables: Tables, offer: dict[str, Any], offset_unit_seconds: int) ->
                     "contractId": contract_id,
                     "actionName": action["name"],
                     "offset": action["offset"],
-                    "dueAt": isoformat(enrollment_date + int(action["offset"]) * unit),
+                    "dueAt": isoformat(due_at(enrollment_date, int(action["offset"]), offset_unit_seconds)),
                     "state": store.ACTION_PENDING,
                 },
             )
@@ -128,13 +126,7 @@ def cancel_enrollment(
         cancel = {"name": action["actionName"], "offset": action["offset"], "dueAt": action.get("dueAt")}
         try:
             with aws_errors_as_domain_errors():
-                tables.actions.update_item(
-                    **{
-                        key: value
-                        for key, value in store.cancel_action(tables, contract_id, cancel, correlation_id, now).items()
-                        if key != "TableName"
-                    }
-                )
+                tables.actions.update_item(**store.cancel_action(contract_id, cancel, correlation_id, now))
             cancelled.append(action["actionName"])
         except ConditionNotMetError:
             left.append({"name": action["actionName"], "state": "fulfilled or failed while cancelling"})

@@ -15,12 +15,12 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, StringConstraints, field_validator
 
 from commonlib.clock import isoformat
+from enrollment.offsets import SECONDS_PER_DAY, due_at
 
 MAX_OFFSET_DAYS = 3650
 MAX_ACTIONS = 20
 MAX_TERM_MONTHS = 360
 DAYS_PER_PAYMENT_PERIOD = 30
-SECONDS_PER_DAY = 86400
 # The largest request body the API takes. The offer travels through Step Functions (256 KB per
 # state), the offer and action items (400 KB each) and the stream, with its payment schedule.
 MAX_REQUEST_BYTES = 32 * 1024
@@ -102,11 +102,6 @@ class EnrollmentRequest(BaseModel):
     contractInfo: ContractInfo  # noqa: N815
     contractDraft: ContractDraft  # noqa: N815
     correlationId: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None  # noqa: N815
-
-
-def due_at(enrollment_date: datetime, offset: int, offset_unit_seconds: int = SECONDS_PER_DAY) -> datetime:
-    """Enrollment date + offset days. A day is `offset_unit_seconds` long (compressed locally)."""
-    return enrollment_date + timedelta(seconds=offset * offset_unit_seconds)
 
 
 def split_actions(

@@ -13,7 +13,7 @@ from typing import Any
 
 from commonlib.clock import Clock, isoformat, utc_now
 from commonlib.errors import ConditionNotMetError, InvalidInputError, aws_errors_as_domain_errors
-from enrollment import store
+from enrollment import offsets, store
 from enrollment.store import Tables
 
 LEASE = timedelta(minutes=5)
@@ -32,7 +32,7 @@ def acquire(
     clock: Clock = utc_now,
 ) -> dict[str, Any]:
     """Validate the offer and take the one-contract-at-a-time guard. A day is `offset_unit_seconds`
-    long (`model.SECONDS_PER_DAY` unless given).
+    long (`offsets.SECONDS_PER_DAY` unless given).
 
     Outcomes: `accepted` (with the normalised offer), `invalid` (nothing written) or `conflict`
     (the contract is in progress or already enrolled; audited). An accepted offer is audited by the
@@ -43,7 +43,7 @@ def acquire(
     from enrollment import model
 
     if offset_unit_seconds is None:
-        offset_unit_seconds = model.SECONDS_PER_DAY
+        offset_unit_seconds = offsets.SECONDS_PER_DAY
     try:
         request = parse(model.EnrollmentRequest, raw_request)
     except InvalidInputError as invalid:
@@ -332,7 +332,8 @@ def revert_enrollment(
     # and gets none: its hook is scheduled only for an enrolled offer with a stream record, and a retry
     # of this contract must find it free.
     for action in offer["immediateActions"]:
-        items.append({"Update": store.cancel_action(tables, contract_id, action, offer["correlationId"], now)})
+        cancel = store.cancel_action(contract_id, action, offer["correlationId"], now)
+        items.append({"Update": {"TableName": tables.actions.name, **cancel}})
     items.append(
         store.audit_put(
             tables, store.audit_entry(contract_id, "revert", f"failed: {reason[:500]}", offer["correlationId"], now)

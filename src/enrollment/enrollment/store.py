@@ -110,14 +110,11 @@ def expand(entry: dict[str, Any]) -> list[dict[str, Any]]:
     return [{**shared, **carried_step} for carried_step in carried] + [entry]
 
 
-def cancel_action(
-    tables: Tables, contract_id: str, action: dict[str, Any], correlation_id: str, at: datetime
-) -> dict[str, Any]:
-    """The conditional write that cancels one action (a transaction item; `Table.update_item` takes it
-    without `TableName`). An eventual action has no item until its hook is scheduled, so this creates
+def cancel_action(contract_id: str, action: dict[str, Any], correlation_id: str, at: datetime) -> dict[str, Any]:
+    """The conditional update that cancels one action, as `Table.update_item` keywords (a transaction
+    item adds `TableName`). An eventual action has no item until its hook is scheduled, so this creates
     it `cancelled` when absent: a later scheduling or hook then finds the action taken."""
     return {
-        "TableName": tables.actions.name,
         "Key": {"contractId": contract_id, "actionName": action["name"]},
         "UpdateExpression": (
             "SET #state = :cancelled, cancelledAt = :now, #offset = if_not_exists(#offset, :offset),"
