@@ -43,11 +43,15 @@ INVALID = _json(
 RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
     ("/enrollments", "post"): {
         "201": _json("eligible and enrolled: sameDayActions, eventualActions (name, offset, dueAt), payments"),
-        "200": _json("the rules lab said no: status ineligible with reasons, failedRules and rulesVersion"),
+        "200": _json(
+            "the rules lab said no: status ineligible, reasons (public code and message each; a sensitive rule"
+            " answers NotEligibleThroughThisChannel) and rulesVersion"
+        ),
         "400": INVALID,
         "403": FORBIDDEN,
         "409": _json(
-            "ContractInProgress, ContractAlreadyEnrolled or ContractCancelled; or RequestInProgress (same key)",
+            "ContractInProgress, ContractAlreadyEnrolled or ContractCancelled (the owner's contract);"
+            " ContractUnavailable (a contract id that is not this client's); or RequestInProgress (same key)",
             {"$ref": "#/components/schemas/ErrorAnswer"},
         ),
         "422": _json("not_verified (AccountNotFound / AccountInactive), or IdempotencyKeyReused with another body"),
@@ -60,13 +64,17 @@ RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
         "200": _json("status, every action (offset, dueAt, state, result or failure reason) and the audit trail"),
         "400": _json("not a contract id", {"$ref": "#/components/schemas/InvalidRequestAnswer"}),
         "403": FORBIDDEN,
-        "404": _json("EnrollmentNotFound", {"$ref": "#/components/schemas/ErrorAnswer"}),
+        "404": _json(
+            "EnrollmentNotFound: no such contract, or not this client's", {"$ref": "#/components/schemas/ErrorAnswer"}
+        ),
     },
     ("/enrollments/{contractId}", "delete"): {
         "200": _json("cancelled: pending hooks deleted, their actions cancelled; fulfilled actions stay"),
         "400": _json("not a contract id", {"$ref": "#/components/schemas/InvalidRequestAnswer"}),
         "403": FORBIDDEN,
-        "404": _json("EnrollmentNotFound", {"$ref": "#/components/schemas/ErrorAnswer"}),
+        "404": _json(
+            "EnrollmentNotFound: no such contract, or not this client's", {"$ref": "#/components/schemas/ErrorAnswer"}
+        ),
         "409": _json("NotCancellable: the contract is not enrolled", {"$ref": "#/components/schemas/ErrorAnswer"}),
     },
 }

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from commonlib.clock import parse_isoformat
+from commonlib.clock import parse_isoformat, utc_now
 from tests.integration.conftest import EnrollmentApi, LocalStack
-from tests.support.enrollment import post, request, stream_records
+from tests.support.enrollment import effects, post, request, stream_records
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -45,7 +45,7 @@ def states(api: EnrollmentApi, contract_id: str) -> dict[str, str]:
 
 def schedules(local_stack: LocalStack, contract_id: str) -> list[str]:
     found = local_stack.client("scheduler").list_schedules(GroupName=local_stack.outputs["HookScheduleGroupName"])
-    return [s["Name"] for s in found["Schedules"] if s["Name"].startswith(f"{contract_id}-")]
+    return [s["Name"] for s in found["Schedules"] if s["Name"].startswith(f"{contract_id}.")]  # hooks.schedule_name
 
 
 def test_all_actions_fire_in_offset_order_exactly_once(local_stack: LocalStack, enrollment_api: EnrollmentApi) -> None:
@@ -127,7 +127,11 @@ def test_cancel_before_the_hooks_fire(local_stack: LocalStack, enrollment_api: E
     enroll(
         enrollment_api,
         "EV-CANCEL-1",
-        [{"name": "action2", "offset": 0}, {"name": "rateChange", "offset": 100}, {"name": "action1", "offset": 90}],
+        [
+            {"name": "action2", "offset": 0},
+            {"name": "rateChange", "offset": 100, "otherData": {"newRate": 0.0499}},
+            {"name": "action1", "offset": 90},
+        ],
     )
     wait_until(
         lambda: len(schedules(local_stack, "EV-CANCEL-1")) == 2,
@@ -149,22 +153,51 @@ def test_cancel_before_the_hooks_fire(local_stack: LocalStack, enrollment_api: E
         "rateChange": "cancelled",
     }
     assert any(e["step"] == "cancel" for e in after["audit"])
+    # A retry of a finished cancel answers what it answered (a client that lost the first answer).
     again = request("DELETE", f"{enrollment_api.url}/EV-CANCEL-1", enrollment_api.api_key)
-    assert (again.status, again.body["error"], again.body["status"]) == (409, "NotCancellable", "cancelled")
+    assert (again.status, again.body) == (200, cancelled.body)
     assert request("DELETE", f"{enrollment_api.url}/EV-NOPE", enrollment_api.api_key).status == 404
     assert request("GET", f"{enrollment_api.url}/EV-NOPE", enrollment_api.api_key).status == 404
     assert request("GET", f"{enrollment_api.url}/EV-CANCEL-1", None).status == 403
 
 
-def test_unknown_action_ends_failed_with_its_reason(local_stack: LocalStack, enrollment_api: EnrollmentApi) -> None:
-    enroll(enrollment_api, "EV-UNKNOWN-1", [{"name": "teleport", "offset": 1}])
+def test_a_cancel_racing_a_firing_hook_reports_the_action_done_or_cancels_it_never_both(
+    local_stack: LocalStack, enrollment_api: EnrollmentApi
+) -> None:
+    """The cancel is sent around the hook's due time: whichever wins, the action's effect exists exactly when
+    the cancel reported the action done (or in flight), and never for an action it cancelled."""
+    contract_id = "EV-RACE-CANCEL"
+    enroll(enrollment_api, contract_id, [{"name": "action1", "offset": 3}, {"name": "action100", "offset": 300}])
+    due = parse_isoformat(next(a["dueAt"] for a in status(enrollment_api, contract_id)["actions"]))
+    wait_until(lambda: utc_now() >= due + timedelta(seconds=SCHEDULER_TICK_SECONDS / 2), 60,
+               "the hook to be about to fire")  # fmt: skip
 
-    final = wait_until(
-        lambda: (s := status(enrollment_api, "EV-UNKNOWN-1")) and s["actions"][0]["state"] == "failed" and s,
-        60,
-        "teleport to fail",
-        interval=1,
+    cancelled = request("DELETE", f"{enrollment_api.url}/{contract_id}", enrollment_api.api_key)
+
+    assert cancelled.status == 200, cancelled
+    reported_done = {a["name"] for a in cancelled.body["completedActions"]}
+    assert "action100" in cancelled.body["cancelledActions"]
+    assert reported_done.isdisjoint(cancelled.body["cancelledActions"])
+    wait_until(
+        lambda: states(enrollment_api, contract_id)["action1"] in {"fulfilled", "cancelled"}, 60, "action1 to settle"
     )
+    performed = set(effects(local_stack, contract_id))
+    assert performed == reported_done, (performed, cancelled.body)
+    assert states(enrollment_api, contract_id)["action1"] == ("fulfilled" if performed else "cancelled")
 
-    assert final["actions"][0]["failureReason"] == "no handler is registered for action 'teleport'"
-    assert any(e["step"] == "action:teleport" and e["outcome"] == "failed (hook)" for e in final["audit"])
+
+def test_an_action_no_handler_performs_is_refused_at_intake(
+    local_stack: LocalStack, enrollment_api: EnrollmentApi
+) -> None:
+    body = copy.deepcopy(SEED)
+    body["contractId"] = "EV-UNKNOWN-1"
+    body["contractDraft"] = {"List": [{"name": "action1", "offset": 1}, {"name": "teleport", "offset": 1}]}
+
+    answer = post(enrollment_api.url, body, enrollment_api.api_key)
+
+    assert answer.status == 400, answer
+    assert [error["field"] for error in answer.body["errors"]] == ["contractDraft.List.1.name"]
+    assert "action 'teleport' is not supported" in answer.body["errors"][0]["message"]
+    # Nothing written: no offer (so no status), no hook.
+    assert request("GET", f"{enrollment_api.url}/EV-UNKNOWN-1", enrollment_api.api_key).status == 404
+    assert schedules(local_stack, "EV-UNKNOWN-1") == []

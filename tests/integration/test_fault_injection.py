@@ -18,8 +18,9 @@ import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
 from commonlib import faults
+from enrollment.hooks import schedule_name
 from tests.integration.conftest import EnrollmentApi, LocalStack
-from tests.support.enrollment import audit_trail, post, scan, stream_records
+from tests.support.enrollment import audit_trail, effects, post, reconcile, request, scan, stream_records
 from tests.support.waiting import finished_execution, wait_until
 
 pytestmark = pytest.mark.integration
@@ -34,18 +35,18 @@ class Faults:
     def __init__(self, local_stack: LocalStack) -> None:
         self.dynamodb = local_stack.client("dynamodb")
         self.table = local_stack.outputs["FaultInjectionTableName"]
-        self.armed: list[str] = []
+        self.armed: list[tuple[str, str]] = []
 
-    def arm(self, function_name: str, failures: int) -> None:
-        faults.arm(self.dynamodb, self.table, function_name, failures)
-        self.armed.append(function_name)
+    def arm(self, function_name: str, failures: int, at: str = faults.BEFORE) -> None:
+        faults.arm(self.dynamodb, self.table, function_name, failures, at)
+        self.armed.append((function_name, at))
 
-    def injected(self, function_name: str) -> int:
-        return faults.injected_count(self.dynamodb, self.table, function_name)
+    def injected(self, function_name: str, at: str = faults.BEFORE) -> int:
+        return faults.injected_count(self.dynamodb, self.table, function_name, at)
 
     def disarm_all(self) -> None:
-        for function_name in self.armed:
-            faults.arm(self.dynamodb, self.table, function_name, 0)
+        for function_name, at in self.armed:
+            faults.arm(self.dynamodb, self.table, function_name, 0, at)
 
 
 @pytest.fixture
@@ -220,24 +221,73 @@ def test_faults_in_the_same_day_fulfillment(
     assert [e for e in audit_trail(local_stack, "FI-T-FulfillAction") if e.startswith("action:action2=")] == [
         "action:action2=fulfilled (same-day)"
     ]
+    assert effects(local_stack, "FI-T-FulfillAction")["action2"]["calls"] == 1
+    assert fault.injected("FulfillAction") == TRANSIENT
 
-    # Persistent: the enrollment stands (it is committed and published); the answer says which
-    # same-day action failed, the action stays pending, and re-invoking the fulfillment completes it once.
+    # Persistent: the enrollment stands (it is committed and published); the answer says the same-day
+    # delivery was deferred, the action stays pending, and the reconciler delivers it again: once.
     contract_id = "FI-P-FulfillAction"
     fault.arm("FulfillAction", PERSISTENT)
     answer = post(enrollment_api.url, offer(contract_id), enrollment_api.api_key)
     assert answer.status == 201, answer
-    assert [a["status"] for a in answer.body["sameDayActions"]] == ["failed"]
+    assert [a["status"] for a in answer.body["sameDayActions"]] == ["deferred"]
     assert actions(local_stack, contract_id)["action2"]["state"] == "pending"
+    assert effects(local_stack, contract_id) == {}
     assert_enrolled_once(local_stack, contract_id)
 
-    pending = actions(local_stack, contract_id)["action2"]
-    action = {"name": "action2", "offset": int(pending["offset"]), "dueAt": pending["dueAt"], "data": pending["data"]}
-    retry_event = {"contractId": contract_id, "correlationId": "fi-retry", "trigger": "same-day", "action": action}
-    lambda_client = local_stack.client("lambda")
-    for _ in range(2):  # the second one is a duplicate and changes nothing
-        lambda_client.invoke(FunctionName="FulfillAction", Payload=json.dumps(retry_event).encode())
-    assert actions(local_stack, contract_id)["action2"]["state"] == "fulfilled"
+    reconciled_until(local_stack, lambda: action_state(local_stack, contract_id, "action2") == "fulfilled")
+    assert effects(local_stack, contract_id)["action2"]["calls"] == 1
+
+
+# A crash at each point of a delivery, and how often the downstream is then called with the action's key:
+# after the claim, nothing was performed yet; after the effect, the takeover calls again with the same
+# key (the downstream performs it once); after the completion, the retry is a duplicate.
+DELIVERY_CRASHES = {"after-claim": 1, "after-effect": 2, faults.AFTER: 1}
+
+
+def test_a_same_day_delivery_that_crashes_after_any_write_is_finished_once_with_the_same_key(
+    local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults
+) -> None:
+    contracts = {}
+    for point in DELIVERY_CRASHES:
+        contract_id = f"FI-{point}-FulfillAction"
+        fault.arm("FulfillAction", 1, at=point)
+        answer = post(enrollment_api.url, offer(contract_id), enrollment_api.api_key)
+        assert answer.status == 201, answer
+        assert fault.injected("FulfillAction", at=point) == 1
+        contracts[point] = contract_id
+
+    # A claim whose delivery crashed is taken over once its lease lapsed (fulfillment.LEASE, 30 s).
+    reconciled_until(
+        local_stack,
+        lambda: all(action_state(local_stack, c, "action2") == "fulfilled" for c in contracts.values()),
+        deadline=150,
+    )
+    for point, contract_id in contracts.items():
+        effect = effects(local_stack, contract_id)["action2"]
+        assert effect["calls"] == DELIVERY_CRASHES[point], point
+        assert (
+            effect["idempotencyKey"] == f"{contract_id}/action2/{actions(local_stack, contract_id)['action2']['dueAt']}"
+        )
+        fulfilled = [e for e in audit_trail(local_stack, contract_id) if e.startswith("action:action2=fulfilled")]
+        assert len(fulfilled) == 1, point
+
+
+def action_state(local_stack: LocalStack, contract_id: str, name: str) -> str | None:
+    return actions(local_stack, contract_id).get(name, {}).get("state")
+
+
+def reconciled_until(local_stack: LocalStack, done: Any, deadline: float = 120) -> None:
+    """Run the reconciler (as its schedule does) until `done()`: it repairs only once a fault has had
+    its grace (ReconcileGraceSeconds, 20 s locally), and a re-created hook fires on the next tick."""
+
+    def probe() -> bool:
+        if done():
+            return True
+        reconcile(local_stack)
+        return bool(done())
+
+    wait_until(probe, deadline, "the reconciler to repair it", interval=5)
 
 
 # ------------------------------------------------------------------ payment workflow (STANDARD)
@@ -295,10 +345,27 @@ def enroll_with_hooks(enrollment_api: EnrollmentApi, contract_id: str, offsets: 
 
 
 def async_executions(local_stack: LocalStack, contract_id: str) -> list[dict[str, Any]]:
+    """The async runs of a contract. Listing EXPRESS executions is the emulator's; the product and the
+    reconciler never read an execution back (AWS does not describe EXPRESS runs)."""
     executions = local_stack.client("stepfunctions").list_executions(
         stateMachineArn=local_stack.outputs["EnrollmentAsyncStateMachineArn"]
     )["executions"]
     return [e for e in executions if e["name"].startswith(contract_id)]
+
+
+def confirmed(local_stack: LocalStack, contract_id: str) -> bool:
+    return bool(((offer_item(local_stack, contract_id) or {}).get("eventualWorkflow") or {}).get("confirmedAt"))
+
+
+def hook_exists(local_stack: LocalStack, contract_id: str, action_name: str) -> bool:
+    scheduler = local_stack.client("scheduler")
+    try:
+        scheduler.get_schedule(
+            GroupName=local_stack.outputs["HookScheduleGroupName"], Name=schedule_name(contract_id, action_name)
+        )
+    except scheduler.exceptions.ResourceNotFoundException:
+        return False
+    return True
 
 
 def test_transient_fault_in_the_stream_consumer_is_retried_and_starts_the_workflow_once(
@@ -310,21 +377,72 @@ def test_transient_fault_in_the_stream_consumer_is_retried_and_starts_the_workfl
     enroll_with_hooks(enrollment_api, contract_id, {"action1": 300})
 
     # An eventual action has no item until its hook is scheduled.
-    wait_until(lambda: actions(local_stack, contract_id).get("action1", {}).get("state") == "scheduled", 90, "the hook")
+    wait_until(lambda: action_state(local_stack, contract_id, "action1") == "scheduled", 90, "the hook")
+    wait_until(lambda: confirmed(local_stack, contract_id), 60, "the eventual workflow to confirm")
     assert fault.injected("DataLambda") == TRANSIENT
     assert len(async_executions(local_stack, contract_id)) == 1
 
 
-def test_schedule_hook_faults_transient_then_persistent_then_redrive(
+def test_a_stream_consumer_that_dies_after_its_claim_is_redriven_by_the_reconciler(
+    local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults
+) -> None:
+    """DataLambda marks the offer's workflow as started, then dies before starting it: every redelivery of
+    the record finds the mark and starts nothing. The offer stays unconfirmed; the reconciler re-drives
+    it from the offer item."""
+    contract_id = "FI-Claim-DataLambda"
+    fault.arm("DataLambda", 1, at="after-claim")
+
+    enroll_with_hooks(enrollment_api, contract_id, {"action1": 300, "action100": 200})
+    wait_until(lambda: fault.injected("DataLambda", at="after-claim") == 1, 60, "DataLambda to die after its claim")
+    assert async_executions(local_stack, contract_id) == []
+    assert not confirmed(local_stack, contract_id)
+
+    reconciled_until(local_stack, lambda: confirmed(local_stack, contract_id))
+
+    assert {a: action_state(local_stack, contract_id, a) for a in ("action1", "action100")} == {
+        "action1": "scheduled", "action100": "scheduled"
+    }  # fmt: skip
+    assert hook_exists(local_stack, contract_id, "action1")
+    assert hook_exists(local_stack, contract_id, "action100")
+    assert [e["name"] for e in async_executions(local_stack, contract_id)] == [
+        offer_item(local_stack, contract_id)["eventualWorkflow"]["executionName"]
+    ]
+    assert any(e.startswith("reconcile=eventual workflow re-driven") for e in audit_trail(local_stack, contract_id))
+
+
+@pytest.mark.parametrize(
+    ("function_name", "point"),
+    [("DataLambda", "after-start"), ("ScheduleHook", faults.AFTER)],
+)
+def test_a_crash_after_an_eventual_write_is_retried_without_a_second_effect(
+    local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults, function_name: str, point: str
+) -> None:
+    """DataLambda started the run, then died: the redelivered record finds the mark and starts no second
+    run. ScheduleHook created the hook, then died: the retried step finds this hook under its name and
+    creates no second one."""
+    contract_id = f"FI-{function_name}-{point}"
+    fault.arm(function_name, 1, at=point)
+
+    enroll_with_hooks(enrollment_api, contract_id, {"action1": 300})
+
+    wait_until(lambda: confirmed(local_stack, contract_id), 90, "the eventual workflow to confirm")
+    assert fault.injected(function_name, at=point) == 1
+    assert len(async_executions(local_stack, contract_id)) == 1
+    assert action_state(local_stack, contract_id, "action1") == "scheduled"
+    assert hook_exists(local_stack, contract_id, "action1")
+
+
+def test_schedule_hook_faults_transient_then_persistent_then_the_reconciler_redrives(
     local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults
 ) -> None:
     fault.arm("ScheduleHook", TRANSIENT)
     enroll_with_hooks(enrollment_api, "FI-T-ScheduleHook", {"action1": 300})
     # The action is marked `scheduled` before its hook is created: wait for the hook itself.
-    wait_until(lambda: hook_exists(local_stack, "FI-T-ScheduleHook-action1"), 90, "the hook")
+    wait_until(lambda: hook_exists(local_stack, "FI-T-ScheduleHook", "action1"), 90, "the hook")
     assert fault.injected("ScheduleHook") == TRANSIENT
-    assert actions(local_stack, "FI-T-ScheduleHook")["action1"]["state"] == "scheduled"
+    assert action_state(local_stack, "FI-T-ScheduleHook", "action1") == "scheduled"
 
+    # Persistent: the action fails with the reason, the run fails (its alarm), the offer stays unconfirmed.
     contract_id = "FI-P-ScheduleHook"
     fault.arm("ScheduleHook", PERSISTENT)
     enroll_with_hooks(enrollment_api, contract_id, {"action1": 300})
@@ -334,60 +452,141 @@ def test_schedule_hook_faults_transient_then_persistent_then_redrive(
         "the action to be marked failed",
     )
     assert failed["failureReason"].startswith("the hook could not be scheduled")
-
-    # The documented retry: run the async workflow again with its original input.
-    stepfunctions = local_stack.client("stepfunctions")
-    original = async_executions(local_stack, contract_id)[0]
-    workflow_input = stepfunctions.describe_execution(executionArn=original["executionArn"])["input"]
-    redrive = stepfunctions.start_sync_execution(
-        stateMachineArn=local_stack.outputs["EnrollmentAsyncStateMachineArn"], input=workflow_input
+    wait_until(
+        lambda: [e["status"] for e in async_executions(local_stack, contract_id)] == ["FAILED"], 60, "the run to fail"
     )
-    assert redrive["status"] == "SUCCEEDED", redrive
-    assert actions(local_stack, contract_id)["action1"]["state"] == "scheduled"
-    assert hook_exists(local_stack, f"{contract_id}-action1")
+    assert not confirmed(local_stack, contract_id)
+
+    # Once the Scheduler answers again, the reconciler re-drives the workflow: the action gets its hook.
+    fault.disarm_all()
+    reconciled_until(local_stack, lambda: confirmed(local_stack, contract_id))
+    assert action_state(local_stack, contract_id, "action1") == "scheduled"
+    assert hook_exists(local_stack, contract_id, "action1")
 
 
-def hook_exists(local_stack: LocalStack, name: str) -> bool:
-    scheduler = local_stack.client("scheduler")
-    try:
-        scheduler.get_schedule(GroupName=local_stack.outputs["HookScheduleGroupName"], Name=name)
-    except scheduler.exceptions.ResourceNotFoundException:
-        return False
-    return True
-
-
-def test_fault_in_the_hook_target_leaves_the_action_scheduled_until_the_hook_is_replayed(
+def test_a_hook_delivery_that_fails_before_its_claim_is_delivered_again_by_the_reconciler(
     local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults
 ) -> None:
     """On AWS the Scheduler hands the hook to Lambda asynchronously: Lambda retries a failing handler
-    twice and then sends the event to the hooks' DLQ (next test); the emulator's scheduler calls the
-    function once. Either way the action stays `scheduled` until a delivery succeeds, and a replay of
-    the same hook input fulfils it exactly once."""
+    twice and then sends the event to the hooks' DLQ (last test); the emulator's scheduler calls the
+    function once. Either way the action stays `scheduled` with no hook (it deleted itself after
+    firing) until the reconciler re-creates it: performed once."""
     contract_id = "FI-HookTarget"
     fault.arm("FulfillAction", 1)  # no same-day action in this draft: the hook is the first call
 
     enroll_with_hooks(enrollment_api, contract_id, {"action1": 1})
 
     wait_until(lambda: fault.injected("FulfillAction") == 1, 90, "the hook to fire into the fault")
-    assert actions(local_stack, contract_id)["action1"]["state"] == "scheduled"
-    assert not [e for e in audit_trail(local_stack, contract_id) if e.startswith("action:action1=")]
+    assert action_state(local_stack, contract_id, "action1") == "scheduled"
+    assert effects(local_stack, contract_id) == {}
 
-    hook_input = _hook_input(local_stack, contract_id, "action1")
-    lambda_client = local_stack.client("lambda")
-    for _ in range(2):  # a replay, then a duplicate of it
-        lambda_client.invoke(FunctionName="FulfillAction", Payload=hook_input.encode())
-    assert actions(local_stack, contract_id)["action1"]["state"] == "fulfilled"
+    reconciled_until(local_stack, lambda: action_state(local_stack, contract_id, "action1") == "fulfilled")
+    assert effects(local_stack, contract_id)["action1"]["calls"] == 1
     fulfilled = [e for e in audit_trail(local_stack, contract_id) if e.startswith("action:action1=fulfilled")]
     assert len(fulfilled) == 1
 
 
-def _hook_input(local_stack: LocalStack, contract_id: str, action_name: str) -> str:
-    """The hook's input as the async workflow gave it to the Scheduler (the schedule deleted itself)."""
-    execution = async_executions(local_stack, contract_id)[0]
-    workflow_input = json.loads(
-        local_stack.client("stepfunctions").describe_execution(executionArn=execution["executionArn"])["input"]
+def test_a_hook_delivery_that_crashes_after_its_effect_is_finished_once_with_the_same_key(
+    local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults
+) -> None:
+    contract_id = "FI-HookEffect"
+    fault.arm("FulfillAction", 1, at="after-effect")
+
+    enroll_with_hooks(enrollment_api, contract_id, {"action1": 1})
+
+    wait_until(lambda: fault.injected("FulfillAction", at="after-effect") == 1, 90, "the hook to crash")
+    assert action_state(local_stack, contract_id, "action1") == "running"
+    assert effects(local_stack, contract_id)["action1"]["calls"] == 1
+
+    reconciled_until(local_stack, lambda: action_state(local_stack, contract_id, "action1") == "fulfilled")
+    effect = effects(local_stack, contract_id)["action1"]
+    assert effect["calls"] == 2, "the takeover calls the downstream again, with the same key"
+    assert actions(local_stack, contract_id)["action1"]["attempts"] == 2
+
+
+CANCEL_POINTS = [
+    "cancel-after-cancelling",
+    "cancel-after-hook-deleted",
+    "cancel-after-actions",
+    "cancel-after-ucp",
+    faults.AFTER,
+]
+
+
+@pytest.mark.parametrize("point", CANCEL_POINTS)
+def test_a_cancel_interrupted_after_any_write_is_finished_by_its_retry(
+    local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults, point: str
+) -> None:
+    contract_id = f"FI-Cancel-{CANCEL_POINTS.index(point)}"
+    enroll_with_hooks(enrollment_api, contract_id, {"action2": 0, "action1": 300, "action100": 200})
+    wait_until(lambda: confirmed(local_stack, contract_id), 60, "both hooks")
+    fault.arm("EnrollmentManageApi", 1, at=point)
+    url = f"{enrollment_api.url}/{contract_id}"
+
+    interrupted = request("DELETE", url, enrollment_api.api_key)
+    retried = request("DELETE", url, enrollment_api.api_key)
+    again = request("DELETE", url, enrollment_api.api_key)
+
+    assert interrupted.status >= 500, interrupted
+    assert fault.injected("EnrollmentManageApi", at=point) == 1
+    assert (retried.status, again.status) == (200, 200), (retried, again)
+    assert (
+        retried.body
+        == again.body
+        == {
+            "contractId": contract_id,
+            "status": "cancelled",
+            "cancelledActions": ["action100", "action1"],
+            "completedActions": [{"name": "action2", "state": "fulfilled"}],
+        }
     )
-    return next(h["targetInput"] for h in workflow_input["hooks"] if h["actionName"] == action_name)
+    assert offer_item(local_stack, contract_id)["status"] == "cancelled"
+    assert ucp_contracts(local_stack)[contract_id]["status"] == "cancelled"
+    assert not hook_exists(local_stack, contract_id, "action1")
+    assert not hook_exists(local_stack, contract_id, "action100")
+    assert set(effects(local_stack, contract_id)) == {"action2"}
+    assert [e for e in audit_trail(local_stack, contract_id) if e.startswith("cancel=")] == [
+        "cancel=cancelled: 2 pending actions cancelled, 1 already done or in flight"
+    ]
+
+
+def test_a_publication_whose_answer_was_lost_is_reverted_and_none_of_its_hooks_performs(
+    local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults
+) -> None:
+    """Every attempt of PublishEnrollment writes the record and then fails: the immediate workflow reverts
+    the enrollment, while the stream consumer may already have scheduled the hooks. None of them performs
+    anything (a claim needs an enrolled contract), the reconciler removes them, and a retry of the offer
+    enrolls anew: each action is then performed once, for the new enrollment."""
+    contract_id = "FI-Uncertain-Publish"
+    fault.arm("PublishEnrollment", PERSISTENT, at=faults.AFTER)
+    body = offer(contract_id)
+    body["contractDraft"] = {"List": [{"name": "action2", "offset": 0}, {"name": "action1", "offset": 5}]}
+
+    failed = post(enrollment_api.url, body, enrollment_api.api_key)
+
+    assert failed.status == 500, failed
+    assert fault.injected("PublishEnrollment", at=faults.AFTER) == PERSISTENT
+    assert offer_item(local_stack, contract_id)["status"] == "failed"
+    # Its action1 was due 15 s after the first enrollment, well after the revert: the hook is removed.
+    reconciled_until(
+        local_stack,
+        lambda: (
+            not hook_exists(local_stack, contract_id, "action1")
+            and {a["state"] for a in actions(local_stack, contract_id).values()} == {"cancelled"}
+        ),
+    )
+    assert effects(local_stack, contract_id) == {}
+
+    fault.disarm_all()
+    retried = post(enrollment_api.url, body, enrollment_api.api_key)
+
+    assert retried.status == 201, retried
+    wait_until(lambda: action_state(local_stack, contract_id, "action1") == "fulfilled", 90, "the new action1")
+    done = effects(local_stack, contract_id)
+    assert set(done) == {"action2", "action1"}
+    new_due = actions(local_stack, contract_id)["action1"]["dueAt"]
+    assert done["action1"]["idempotencyKey"] == f"{contract_id}/action1/{new_due}"
+    assert done["action1"]["calls"] == done["action2"]["calls"] == 1
 
 
 def test_an_asynchronous_invocation_that_keeps_failing_lands_on_the_hooks_dead_letter_queue(

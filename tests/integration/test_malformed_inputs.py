@@ -89,7 +89,7 @@ def _key(item: dict[str, Any]) -> str:
     return json.dumps(item, sort_keys=True, default=str)
 
 
-def _hook_due_within(local_stack: LocalStack, seconds: float) -> bool:
+def _hook_due_within(local_stack: LocalStack, seconds: float) -> str | None:
     scheduler = local_stack.client("scheduler")
     group = local_stack.outputs["HookScheduleGroupName"]
     soon = datetime.now(UTC) + timedelta(seconds=seconds)
@@ -100,8 +100,8 @@ def _hook_due_within(local_stack: LocalStack, seconds: float) -> bool:
             continue  # fired and deleted itself
         due = datetime.fromisoformat(expression.removeprefix("at(").removesuffix(")")).replace(tzinfo=UTC)
         if due < soon:
-            return True
-    return False
+            return f"{name} at {expression}"
+    return None
 
 
 def snapshot(local_stack: LocalStack) -> dict[str, Any]:
@@ -120,16 +120,24 @@ def settled_snapshot(local_stack: LocalStack) -> dict[str, Any]:
     is not between two writes and will not write during the test."""
     previous = [snapshot(local_stack)]
 
+    unsettled: list[str] = []
+
     def settled() -> dict[str, Any] | None:
         time.sleep(1)
         current = snapshot(local_stack)
-        running = any(status == "RUNNING" for runs in current["executions"].values() for _, status in runs)
-        if current == previous[0] and not running and not _hook_due_within(local_stack, HOOK_FREE_WINDOW_SECONDS):
+        running = [name for runs in current["executions"].values() for name, status in runs if status == "RUNNING"]
+        due = _hook_due_within(local_stack, HOOK_FREE_WINDOW_SECONDS)
+        if current == previous[0] and not running and not due:
             return current
+        changed = sorted(differences(previous[0], current))
+        unsettled[:] = [f"changed: {changed}", f"running: {running[:5]}", f"hook due soon: {due}"]
         previous[0] = current
         return None
 
-    return wait_until(settled, SETTLE_SECONDS, "the stack to settle before the snapshot", interval=0)
+    try:
+        return wait_until(settled, SETTLE_SECONDS, "the stack to settle before the snapshot", interval=0)
+    except TimeoutError as error:
+        raise TimeoutError(f"{error}; last seen: {'; '.join(unsettled)}") from error
 
 
 def differences(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -188,7 +196,8 @@ def http_budget_seconds() -> float:
     """A bound, not a measurement: every generated request at the local stage's throttling rate (samconfig
     `local`; the API answers 429 above it and the requests are sent again), twice over, plus a minute."""
     overrides = dict(override.split("=", 1) for override in stack.local_parameter_overrides())
-    return 2 * malformed.SETTINGS.max_examples / float(overrides["ApiThrottleRateLimit"]) + 60
+    requests = malformed.SETTINGS.max_examples + len(malformed.BODIES)  # the generated ones, one of each kind
+    return 2 * requests / float(overrides["ApiThrottleRateLimit"]) + 60
 
 
 def test_generated_malformed_requests_get_a_named_400_and_write_nothing(
@@ -208,6 +217,8 @@ def test_generated_malformed_requests_get_a_named_400_and_write_nothing(
         check_answer(bad, *send(enrollment_api, bad))
         sent.append(bad)
 
+    for bad in malformed.one_of_each():
+        send_one.hypothesis.inner_test(bad)
     send_one()
     elapsed = time.monotonic() - started
     after = snapshot(local_stack)

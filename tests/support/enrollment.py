@@ -121,3 +121,25 @@ def request(method: str, url: str, api_key: str | None) -> HttpAnswer:
     if api_key:
         prepared.add_header("x-api-key", api_key)
     return send(prepared)
+
+
+def effects(local_stack: Any, contract_id: str) -> dict[str, dict[str, Any]]:
+    """What the actions of a contract did: the mock downstream's items (ActionEffects), by action name.
+    One item per idempotency key; `calls` counts every call the downstream received with that key."""
+    items = scan(local_stack.client("dynamodb"), local_stack.outputs["ActionEffectsTableName"])
+    found: dict[str, dict[str, Any]] = {}
+    for item in items:
+        if item["contractId"] == contract_id:
+            assert item["actionName"] not in found, f"{contract_id}/{item['actionName']} has two effects"
+            found[item["actionName"]] = item
+    return found
+
+
+def reconcile(local_stack: Any, dry_run: bool = False) -> dict[str, Any]:
+    """Run the reconciler now (what its schedule does every minute locally) and return its report."""
+    answer = local_stack.client("lambda").invoke(
+        FunctionName=local_stack.outputs["ReconcileFunctionName"], Payload=json.dumps({"dryRun": dry_run}).encode()
+    )
+    report = json.loads(answer["Payload"].read())
+    assert "FunctionError" not in answer, report
+    return report

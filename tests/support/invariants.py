@@ -17,7 +17,11 @@ from tests.support.enrollment import raw_stream_records, scan
 
 SETTLE_CHECKS = 4
 SETTLE_INTERVAL_SECONDS = 2.0
-ENROLLED_OR_CANCELLED = {"enrolled", "cancelled"}
+ENROLLED_OR_CANCELLED = {"enrolled", "cancelling", "cancelled"}
+# A hook fires up to a scheduler tick late and its delivery takes a moment more (longer under load).
+FIRING_SECONDS = 120
+# How long the eventual workflow may take to confirm (DataLambda's batching, the async run, hooks).
+CONFIRMATION_SECONDS = 180
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class World:
     ucp: list[dict[str, Any]]
     actions: list[dict[str, Any]]
     audit: list[dict[str, Any]]
+    effects: list[dict[str, Any]]
     stream: list[Any]
     schedules: list[dict[str, Any]]
     payment_executions: list[str]
@@ -38,6 +43,7 @@ def read_world(client: Any, outputs: dict[str, str]) -> World:
         ucp=scan(dynamodb, outputs["UcpTableName"]),
         actions=scan(dynamodb, outputs["ActionsTableName"]),
         audit=scan(dynamodb, outputs["AuditTableName"]),
+        effects=scan(dynamodb, outputs["ActionEffectsTableName"]),
         stream=_raw_stream(client("kinesis"), outputs["EnrollmentStreamName"]),
         schedules=_schedules(client("scheduler"), outputs["HookScheduleGroupName"]),
         payment_executions=_execution_names(client("stepfunctions"), outputs["PaymentStateMachineArn"]),
@@ -53,6 +59,9 @@ def violations(world: World) -> list[str]:
     found += _publications(world)
     found += _payments_without_enrollment(world)
     found += _half_written_contracts(world)
+    found += _effects_once_and_only_while_enrolled(world)
+    found += _scheduled_without_a_live_hook(world)
+    found += _unconfirmed_eventual_workflows(world)
     return found
 
 
@@ -69,16 +78,87 @@ def assert_invariants(client: Any, outputs: dict[str, str]) -> None:
 
 
 def _orphan_schedules(world: World) -> list[str]:
-    """A hook exists only for an enrolled contract's action that is scheduled (or firing right now)."""
-    states = {(a["contractId"], a["actionName"]): a["state"] for a in world.actions}
+    """A hook exists only for an enrolled contract's action of this enrollment (its due time) that waits
+    for it (or is firing right now); a cancel in progress removes its contract's hooks."""
+    items = {(a["contractId"], a["actionName"]): a for a in world.actions}
     found = []
     for schedule in world.schedules:
         contract_id, action = schedule["contractId"], schedule["actionName"]
-        state = states.get((contract_id, action))
+        item = items.get((contract_id, action), {})
         offer_status = world.offers.get(contract_id, {}).get("status")
-        if state not in {"scheduled", "fulfilled"} or offer_status != "enrolled":
-            found.append(f"orphan schedule {schedule['name']}: action state {state}, offer status {offer_status}")
+        waiting = item.get("state") in {"scheduled", "running", "fulfilled"} and item.get("dueAt") == schedule["dueAt"]
+        if not waiting or offer_status not in {"enrolled", "cancelling"}:
+            found.append(
+                f"orphan schedule {schedule['name']}: action {item.get('state')} due {item.get('dueAt')}"
+                f" (hook due {schedule['dueAt']}), offer {offer_status}"
+            )
     return found
+
+
+def _effects_once_and_only_while_enrolled(world: World) -> list[str]:
+    """Counted on the effect, not on the records written after it: every effect belongs to an action that
+    was claimed for it (fulfilled, or running until its completion is written), the downstream was never
+    called more often than the action was claimed, every fulfilled action performed exactly one effect
+    under its own key, and no effect was claimed after its contract left `enrolled`."""
+    items = {(a["contractId"], a["actionName"]): a for a in world.actions}
+    found = []
+    performed = set()
+    for effect in world.effects:
+        key = (effect["contractId"], effect["actionName"])
+        label = f"effect {effect['idempotencyKey']}"
+        item = items.get(key, {})
+        if effect["idempotencyKey"] != f"{key[0]}/{key[1]}/{item.get('dueAt')}":
+            continue  # an earlier enrollment's action (its item was replaced): checked against its offer below
+        performed.add(key)
+        if item.get("state") not in {"fulfilled", "running"}:
+            found.append(f"{label} but its action is {item.get('state')}")
+        if int(effect["calls"]) > int(item.get("attempts", 0)):
+            found.append(f"{label}: {effect['calls']} downstream calls for {item.get('attempts')} claims")
+        offer = world.offers.get(key[0], {})
+        left = offer.get("cancelRequestedAt") or offer.get("failedAt")
+        if offer.get("status") not in {"enrolled"} and left and effect["claimedAt"] > left:
+            found.append(f"{label} claimed at {effect['claimedAt']}, after the contract left enrolled at {left}")
+    for key, item in items.items():
+        if item["state"] == "fulfilled" and key not in performed:
+            found.append(f"action {key[0]}/{key[1]} is fulfilled without its effect")
+    return found
+
+
+def _scheduled_without_a_live_hook(world: World) -> list[str]:
+    """A scheduled action of an enrolled contract has its hook, unless it is firing right now."""
+    hooks = {(h["contractId"], h["actionName"], h["dueAt"]) for h in world.schedules}
+    now = time.time()
+    found = []
+    for item in world.actions:
+        offer = world.offers.get(item["contractId"], {})
+        if item["state"] != "scheduled" or offer.get("status") != "enrolled":
+            continue
+        if (item["contractId"], item["actionName"], item["dueAt"]) in hooks:
+            continue
+        if now - _epoch(item["dueAt"]) < FIRING_SECONDS and _epoch(item["dueAt"]) <= now:
+            continue
+        found.append(
+            f"action {item['contractId']}/{item['actionName']} is scheduled (due {item['dueAt']}) with no hook"
+        )
+    return found
+
+
+def _unconfirmed_eventual_workflows(world: World) -> list[str]:
+    """Every enrollment's eventual workflow confirms that each hook exists (or is re-driven until it does)."""
+    now = time.time()
+    return [
+        f"offer {contract_id} enrolled at {offer['enrolledAt']} has no confirmed eventual workflow"
+        for contract_id, offer in world.offers.items()
+        if offer["status"] == "enrolled"
+        and now - _epoch(offer["enrolledAt"]) > CONFIRMATION_SECONDS
+        and not (offer.get("eventualWorkflow") or {}).get("confirmedAt")
+    ]
+
+
+def _epoch(timestamp: str) -> float:
+    from commonlib.clock import parse_isoformat
+
+    return parse_isoformat(timestamp).timestamp()
 
 
 def _enrolled_without_audit(world: World) -> list[str]:
@@ -97,7 +177,8 @@ def _ucp_without_enrolled_offer(world: World) -> list[str]:
     for account in world.ucp:
         for contract_id, entry in (account.get("contracts") or {}).items():
             status = world.offers.get(contract_id, {}).get("status")
-            if status not in ENROLLED_OR_CANCELLED or entry.get("status") != status:
+            expected = {"enrolled", "cancelled"} if status == "cancelling" else {status}
+            if status not in ENROLLED_OR_CANCELLED or entry.get("status") not in expected:
                 found.append(
                     f"UCP {account['accountId']} holds {contract_id} as {entry.get('status')} but the offer is {status}"
                 )
@@ -119,12 +200,19 @@ def _actions_fulfilled_twice(world: World) -> list[str]:
 
 
 def _publications(world: World) -> list[str]:
-    """One publication per enrollment: identical re-deliveries are one, distinct payloads are not."""
+    """One publication per enrollment: a record published again (a retried publish whose first answer was
+    lost) is the same publication; a contract has another only for each enrollment that was reverted."""
     payloads: dict[str, set[str]] = defaultdict(set)
     for record in world.stream:
         if isinstance(record, dict) and isinstance(record.get("contractId"), str) and "eventualActions" in record:
-            payloads[record["contractId"]].add(json.dumps(record, sort_keys=True))
-    found = [f"contract {c} published {len(p)} different records" for c, p in payloads.items() if len(p) > 1]
+            publication = {key: value for key, value in record.items() if key != "publishedAt"}
+            payloads[record["contractId"]].add(json.dumps(publication, sort_keys=True))
+    reverts = Counter(e["contractId"] for e in world.audit if e["step"] == "revert")
+    found = [
+        f"contract {c} published {len(p)} different records ({reverts[c]} reverted enrollments)"
+        for c, p in payloads.items()
+        if len(p) > 1 + reverts[c]
+    ]
     # A record the stream consumer rejected by name (malformed, or for no known contract) and audited
     # is not a publication (tests/integration/test_malformed_inputs.py puts such records).
     rejected = {
@@ -155,7 +243,8 @@ def _half_written_contracts(world: World) -> list[str]:
     found = []
     for action in world.actions:
         status = world.offers.get(action["contractId"], {}).get("status")
-        if status in {"failed", "rejected", "ineligible"} and action["state"] not in {"cancelled"}:
+        claimed_before = action.get("claimedAt", "~") < world.offers.get(action["contractId"], {}).get("failedAt", "")
+        if status in {"failed", "rejected", "ineligible"} and action["state"] != "cancelled" and not claimed_before:
             found.append(
                 f"action {action['contractId']}/{action['actionName']} is {action['state']} for a {status} offer"
             )
@@ -181,15 +270,16 @@ def _schedules(scheduler: Any, group_name: str) -> list[dict[str, Any]]:
             except scheduler.exceptions.ResourceNotFoundException:
                 continue  # fired and deleted itself between the listing and the read
             hook = json.loads(schedule["Target"]["Input"])
+            action = hook.get("action") if isinstance(hook.get("action"), dict) else {}
             found.append(
-                {"name": summary["Name"], "contractId": hook.get("contractId"), "actionName": _action_name(hook)}
+                {
+                    "name": summary["Name"],
+                    "contractId": hook.get("contractId"),
+                    "actionName": action.get("name"),
+                    "dueAt": action.get("dueAt"),
+                }
             )
     return found
-
-
-def _action_name(hook: dict[str, Any]) -> str | None:
-    action = hook.get("action")
-    return action.get("name") if isinstance(action, dict) else None
 
 
 def _execution_names(stepfunctions: Any, state_machine_arn: str) -> list[str]:

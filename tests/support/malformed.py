@@ -4,9 +4,9 @@ Every request starts from the seed offer (under a contract id no test enrolls) a
 purpose, so each generated request is invalid by construction and its expected answer is known:
 
 - `MUTATIONS` break one field of the JSON object (missing, wrong type, out of range, bad id or name,
-  oversized string, duplicate action names, empty or too long action list, free-form data nested too
-  deep or with a number DynamoDB cannot store, an unknown field); `combined` breaks 2-3 unrelated
-  fields at once. The 400 must name exactly the broken fields.
+  an action name no handler performs, oversized string, duplicate action names, empty or too long
+  action list, free-form data nested too deep or with a number DynamoDB cannot store, an unknown
+  field); `combined` breaks 2-3 unrelated fields at once. The 400 must name exactly the broken fields.
 - The other categories are bodies that are not a JSON object at all (other JSON, not JSON, not
   UTF-8, empty, larger than the API takes, nested deeper than the parser goes): the 400 names
   `(body)`.
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, find, settings
 from hypothesis import strategies as st
 
 SEED = json.loads((Path(__file__).resolve().parents[2] / "events/enrollment/input.json").read_text())
@@ -38,6 +38,8 @@ ACTIONS = len(SEED["contractDraft"]["List"])
 TOP_LEVEL = {"contractId", "accountId", "contractInfo", "contractDraft", "correlationId"}
 ID_CHARS = string.ascii_letters + string.digits + "_-"
 NAME_CHARS = string.ascii_letters + string.digits + "_.-"
+# enrollment.action_names.SUPPORTED_ACTIONS (tests/unit checks they agree): any other name is refused.
+SUPPORTED_ACTIONS = ("rateChange", "action1", "action2", "action100")
 BODY = frozenset({"(body)"})
 JSON = "application/json"
 CONTENT_TYPES = [
@@ -134,8 +136,14 @@ bad_identifier = st.one_of(
         st.text(ID_CHARS, max_size=8),
     ),
 )
+# Well-formed names no handler performs (the 400 names them too).
+unsupported_action_name = st.one_of(
+    st.sampled_from(["teleport", "RateChange", "action3", "action10", "action1.", "rate-change"]),
+    st.builds(lambda first, rest: first + rest, st.sampled_from(string.ascii_letters), st.text(NAME_CHARS, max_size=8)),
+).filter(lambda name: name not in SUPPORTED_ACTIONS)
 bad_action_name = st.one_of(
     st.just(""),
+    unsupported_action_name,
     st.builds(
         lambda first, rest: first + rest, st.sampled_from(string.digits + "_.-"), st.text(NAME_CHARS, max_size=8)
     ),
@@ -277,9 +285,11 @@ def duplicate_names(draw: st.DrawFn) -> Mutation:
     extra = draw(st.integers(0, 2))
 
     def apply(body: dict[str, Any]) -> None:
+        # Copies of the whole action (a rateChange keeps its otherData.newRate), so each one is valid
+        # and only the list is named.
         actions = body["contractDraft"]["List"]
-        actions[second]["name"] = actions[first]["name"]
-        actions += [{"name": actions[first]["name"], "offset": 10 + n} for n in range(extra)]
+        actions[second] = {**copy.deepcopy(actions[first]), "offset": actions[second]["offset"]}
+        actions += [{**copy.deepcopy(actions[first]), "offset": 10 + n} for n in range(extra)]
 
     return Mutation("duplicate action names", "contractDraft.List", apply)
 
@@ -425,6 +435,13 @@ def malformed_requests(draw: st.DrawFn) -> Malformed:
         headers["X-Correlation-Id"] = "mal-" + draw(header_token)
     content_type = draw(st.sampled_from(CONTENT_TYPES))
     return Malformed(request.category, request.body, request.fields, content_type, headers)
+
+
+def one_of_each() -> list[Malformed]:
+    """The simplest request of every category, sent before the generated ones: hypothesis draws the
+    category at random (reproducibly, but not evenly), so a category could otherwise go untested."""
+    simplest = settings(database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    return [find(body, lambda _: True, settings=simplest) for body in BODIES]
 
 
 # Reproducible and bounded: a fixed seed (derandomize), no example database, no shrinking (a failure

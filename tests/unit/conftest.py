@@ -68,6 +68,7 @@ def enrollment_tables(aws: None, monkeypatch: pytest.MonkeyPatch) -> Any:
         "UCP_TABLE_NAME": ("UcpTable", "UcpAccounts"),
         "ACTIONS_TABLE_NAME": ("ActionsTable", "EnrollmentActions"),
         "AUDIT_TABLE_NAME": ("AuditTable", "EnrollmentAudit"),
+        "ACTION_EFFECTS_TABLE_NAME": ("ActionEffectsTable", "ActionEffects"),
     }
     created = {}
     for variable, (logical_id, name) in names.items():
@@ -84,6 +85,7 @@ def enrollment_tables(aws: None, monkeypatch: pytest.MonkeyPatch) -> Any:
         ucp=created["UcpTable"],
         actions=created["ActionsTable"],
         audit=created["AuditTable"],
+        effects=created["ActionEffectsTable"],
     )
 
 

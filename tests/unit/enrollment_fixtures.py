@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from enrollment.hooks import schedule_name
+
 EVENTS = Path(__file__).resolve().parents[2] / "events" / "enrollment"
 STARTED = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
 EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:EnrollmentStateMachine:run-1"
@@ -24,6 +26,11 @@ class FixedClock:
 
     def __call__(self) -> datetime:
         return self.moment
+
+    def advance(self, seconds: float) -> None:
+        from datetime import timedelta
+
+        self.moment += timedelta(seconds=seconds)
 
 
 class RecordingStepFunctions:
@@ -44,8 +51,10 @@ def schedule_hook(tables: Any, contract_id: str, action: dict[str, Any]) -> None
             "actionName": action["name"],
             "offset": action["offset"],
             "dueAt": action["dueAt"],
+            "enrollmentDate": STARTED.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "scheduledAt": STARTED.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "state": "scheduled",
-            "scheduleName": f"{contract_id}-{action['name']}",
+            "scheduleName": schedule_name(contract_id, action["name"]),
         },
         ConditionExpression="attribute_not_exists(actionName)",
     )

@@ -227,14 +227,23 @@ def test_revert_undoes_the_enrollment_and_releases_the_guard(enrollment_tables: 
     item = offer_item(enrollment_tables)
     assert (item["status"], item["failureReason"]) == ("failed", "Kinesis down")
     assert "C-1001" not in enrollment_tables.ucp.get_item(Key={"accountId": "A-100"})["Item"]["contracts"]
-    assert {a["state"] for a in enrollment_tables.actions.scan()["Items"]} == {"cancelled"}
+    # Every action is cancelled, the eventual ones too (their items created so): the publication may have
+    # reached the stream, and a cancelled item refuses the eventual workflow's scheduling.
+    states = {a["actionName"]: a["state"] for a in enrollment_tables.actions.scan()["Items"]}
+    assert states == dict.fromkeys(("action2", "action100", "action1", "rateChange"), "cancelled")
     assert audit_outcomes(enrollment_tables)[-1] == "revert=failed: Kinesis down"
-    # A later retry of the same contract enrolls again.
-    again = offers.acquire(enrollment_tables, seed_offer(), OTHER_EXECUTION, STARTED)
+    # A later retry of the same contract enrolls again: its same-day item replaces the cancelled one; the
+    # eventual items left are the earlier enrollment's (another due time), replaced when scheduled.
+    again = offers.acquire(enrollment_tables, seed_offer(), OTHER_EXECUTION, STARTED + timedelta(minutes=1))
     assert again["outcome"] == "accepted"
     offers.verify_customer(enrollment_tables, again["offer"], OTHER_EXECUTION)
     offers.commit_enrollment(enrollment_tables, again["offer"], OTHER_EXECUTION, {"rulesVersion": "v"})
-    assert {a["state"] for a in enrollment_tables.actions.scan()["Items"]} == {"pending"}
+    items = {a["actionName"]: a for a in enrollment_tables.actions.scan()["Items"]}
+    assert items["action2"]["state"] == "pending"
+    assert items["action2"]["enrollmentDate"] == again["offer"]["enrollmentDate"]
+    for earlier in again["offer"]["eventualActions"]:
+        assert items[earlier["name"]]["state"] == "cancelled"
+        assert items[earlier["name"]]["dueAt"] != earlier["dueAt"]
 
 
 def test_revert_twice_changes_nothing_more(enrollment_tables: Tables) -> None:

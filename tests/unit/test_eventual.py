@@ -11,9 +11,17 @@ from enrollment import eventual, fulfillment, handlers, hooks, manage, offers, p
 from enrollment.store import Tables
 from tests.support.events import kinesis_event
 from tests.unit.conftest import DataLambdaClients
-from tests.unit.enrollment_fixtures import EXECUTION, STARTED, RecordingStepFunctions, schedule_hook, seed_offer
+from tests.unit.enrollment_fixtures import (
+    EXECUTION,
+    STARTED,
+    FixedClock,
+    RecordingStepFunctions,
+    schedule_hook,
+    seed_offer,
+)
 
 NOW = datetime(2026, 1, 31, 12, 0, 1, tzinfo=UTC)
+FAR_FUTURE = datetime(2027, 1, 1, tzinfo=UTC)
 
 
 def record_for(offer: dict[str, Any]) -> eventual.StreamRecord:
@@ -21,7 +29,8 @@ def record_for(offer: dict[str, Any]) -> eventual.StreamRecord:
 
 
 def test_schedule_names_are_derived_and_bounded() -> None:
-    assert eventual.schedule_name("C-1001", "rateChange") == "C-1001-rateChange"
+    assert eventual.schedule_name("C-1001", "rateChange") == "C-1001." + hooks.action_digest("rateChange")
+    assert hooks.contract_id_of(eventual.schedule_name("C-1001", "rateChange")) == "C-1001"
     long_name = eventual.schedule_name("C" * 40, "a" * 64)
     assert len(long_name) <= 64
     assert long_name == eventual.schedule_name("C" * 40, "a" * 64)
@@ -45,7 +54,7 @@ def test_async_input_has_one_hook_per_eventual_action_in_offset_order(enrolled: 
 
     assert [hook["actionName"] for hook in workflow_input["hooks"]] == ["action100", "action1", "rateChange"]
     rate_change = workflow_input["hooks"][-1]
-    assert rate_change["scheduleName"] == "C-1001-rateChange"
+    assert rate_change["scheduleName"] == hooks.schedule_name("C-1001", "rateChange")
     assert rate_change["scheduleExpression"] == "at(2026-02-16T12:00:00)"
     target = json.loads(rate_change["targetInput"])
     assert (target["contractId"], target["trigger"], target["action"]["name"]) == ("C-1001", "hook", "rateChange")
@@ -128,15 +137,17 @@ def scheduler(aws: None) -> Any:
 
 def test_hook_is_created_once(scheduler: Any) -> None:
     target = HOOK_TARGET
-    hook = {"scheduleName": "C-1-a", "scheduleExpression": "at(2030-01-01T00:00:00)", "targetInput": "{}"}
+    name = hooks.schedule_name("C-1", "action1")
+    target_input = json.dumps({"contractId": "C-1", "trigger": "hook", "action": {"name": "action1", "offset": 3}})
+    hook = {"scheduleName": name, "scheduleExpression": "at(2030-01-01T00:00:00)", "targetInput": target_input}
 
     assert hooks.create_hook(scheduler, target, hook)["created"] is True
     assert hooks.create_hook(scheduler, target, hook) == {
         "created": False,
-        "scheduleName": "C-1-a",
+        "scheduleName": name,
         "reason": "already scheduled",
     }
-    created = scheduler.get_schedule(GroupName="enrollment-hooks", Name="C-1-a")
+    created = scheduler.get_schedule(GroupName="enrollment-hooks", Name=name)
     assert created["ActionAfterCompletion"] == "DELETE"
     assert created["Target"]["RetryPolicy"] == hooks.HOOK_RETRY_POLICY
 
@@ -147,7 +158,8 @@ def test_cancel_deletes_hooks_and_keeps_fulfilled_actions(
     target = HOOK_TARGET
     for hook in eventual.async_workflow_input(record_for(enrolled), NOW)["hooks"]:
         hooks.create_hook(scheduler, target, hook)
-    fulfillment.fulfil(enrollment_tables, "C-1001", enrolled["immediateActions"][0], "corr", "same-day")
+    same_day = enrolled["immediateActions"][0]
+    fulfillment.fulfil(enrollment_tables, "C-1001", same_day, "corr", "same-day", "t1", FixedClock(NOW))
 
     result = manage.cancel_enrollment(enrollment_tables, scheduler, "enrollment-hooks", "C-1001")
 
@@ -165,14 +177,15 @@ def test_cancel_deletes_hooks_and_keeps_fulfilled_actions(
         == "cancelled"
     )
     assert any(entry["step"] == "cancel" for entry in status["audit"])
-    assert manage.cancel_enrollment(enrollment_tables, scheduler, "enrollment-hooks", "C-1001") == {
-        "outcome": "not_cancellable", "status": "cancelled"
-    }  # fmt: skip
+    # A retry answers what the cancel answered.
+    assert manage.cancel_enrollment(enrollment_tables, scheduler, "enrollment-hooks", "C-1001") == result
     assert manage.cancel_enrollment(enrollment_tables, scheduler, "enrollment-hooks", "C-404") == {
         "outcome": "not_found"
     }
     # A hook that fires after all (it was already in flight) changes nothing.
-    late = fulfillment.fulfil(enrollment_tables, "C-1001", enrolled["eventualActions"][0], "corr", "hook")
+    late = fulfillment.fulfil(
+        enrollment_tables, "C-1001", enrolled["eventualActions"][0], "corr", "hook", "t2", FixedClock(FAR_FUTURE)
+    )
     assert (late["status"], late["duplicate"]) == ("cancelled", True)
 
 

@@ -59,6 +59,51 @@ def test_faults_are_per_function(fault_table: str) -> None:
         handler({}, FakeLambdaContext(function_name="RulesLab"))
 
 
+def handler_writing_twice(writes: list[str]) -> Any:
+    @faults.injectable
+    def handler(event: Any, context: Any) -> dict[str, Any]:
+        writes.append("claim")
+        faults.checkpoint("after-claim")
+        writes.append("effect")
+        return {"ok": True}
+
+    return handler
+
+
+def test_an_after_fault_fails_the_invocation_once_every_write_is_done(fault_table: str) -> None:
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    writes: list[str] = []
+    handler = handler_writing_twice(writes)
+    faults.arm(dynamodb, fault_table, "FulfillAction", 1, at=faults.AFTER)
+    context = FakeLambdaContext(function_name="FulfillAction")
+
+    with pytest.raises(faults.InjectedFaultError, match=r"FulfillAction \(after\)"):
+        handler({}, context)
+    assert writes == ["claim", "effect"], "the crash comes after the handler's writes"
+    assert handler({}, context) == {"ok": True}
+    assert faults.injected_count(dynamodb, fault_table, "FulfillAction", at=faults.AFTER) == 1
+    assert faults.injected_count(dynamodb, fault_table, "FulfillAction") == 0
+
+
+def test_a_checkpoint_fault_fails_between_two_writes(fault_table: str) -> None:
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    writes: list[str] = []
+    handler = handler_writing_twice(writes)
+    faults.arm(dynamodb, fault_table, "FulfillAction", 1, at="after-claim")
+    context = FakeLambdaContext(function_name="FulfillAction")
+
+    with pytest.raises(faults.InjectedFaultError, match="after-claim"):
+        handler({}, context)
+    assert writes == ["claim"]
+    handler({}, context)
+    assert writes == ["claim", "claim", "effect"]
+    assert faults.injected_count(dynamodb, fault_table, "FulfillAction", at="after-claim") == 1
+
+
+def test_a_checkpoint_outside_an_injectable_handler_does_nothing(fault_table: str) -> None:
+    faults.checkpoint("after-claim")
+
+
 def test_without_the_variable_nothing_is_read_and_the_handler_runs(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(faults.FAULT_TABLE_VARIABLE, raising=False)
     aws_clients.client.cache_clear()

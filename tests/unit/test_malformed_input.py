@@ -14,6 +14,7 @@ from hypothesis import given
 from commonlib.errors import InvalidInputError
 from commonlib.validation import parse
 from enrollment import handlers, http_api, model, publisher, store
+from enrollment.action_names import SUPPORTED_ACTIONS
 from enrollment.store import Tables
 from tests.support import malformed
 from tests.support.events import kinesis_event
@@ -128,6 +129,7 @@ def api_event(request: malformed.Malformed) -> dict[str, Any]:
 def test_generated_malformed_requests_are_400_naming_each_field(http: Any, lambda_context: Any) -> None:
     """The same generated requests the integration test sends over HTTP, here in-process (fast)."""
     assert (malformed.MAX_REQUEST_BYTES, malformed.MAX_EXTRA_DEPTH) == (model.MAX_REQUEST_BYTES, model.MAX_EXTRA_DEPTH)
+    assert malformed.SUPPORTED_ACTIONS == SUPPORTED_ACTIONS
     seen: list[malformed.Malformed] = []
 
     @malformed.SETTINGS
@@ -139,6 +141,8 @@ def test_generated_malformed_requests_are_400_naming_each_field(http: Any, lambd
         assert {error["field"] for error in body["errors"]} == request.fields, body
         seen.append(request)
 
+    for request in malformed.one_of_each():
+        check.hypothesis.inner_test(request)
     check()
     assert malformed.distinct(seen) >= malformed.MIN_SENT
     assert {request.category for request in seen} == malformed.CATEGORIES

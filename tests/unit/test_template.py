@@ -70,6 +70,8 @@ def grants(*actions: str, on: str) -> set[tuple[str, str]]:
 
 # What each function's code calls (src/), and on what: its role must grant exactly this, besides
 # writing its own log group and sending its traces (checked below).
+# Create a hook, read it (whose it is), delete it (replace or remove): ScheduleHook and Reconcile.
+RECONCILER_SCHEDULE_CALLS = ("scheduler:GetSchedule", "scheduler:CreateSchedule", "scheduler:DeleteSchedule")
 FUNCTION_GRANTS = {
     "CreateOrderFunction": grants("dynamodb:PutItem", on="OrdersTable"),
     "HoldPaymentFunction": grants("dynamodb:UpdateItem", on="OrdersTable"),
@@ -94,23 +96,35 @@ FUNCTION_GRANTS = {
     | grants("dynamodb:UpdateItem", on="ActionsTable")
     | grants("dynamodb:PutItem", on="AuditTable"),
     "PublishEnrollmentFunction": grants("kinesis:PutRecord", on="EnrollmentStream"),
-    "FulfillActionFunction": grants("dynamodb:UpdateItem", on="ActionsTable")
+    "FulfillActionFunction": grants("dynamodb:GetItem", "dynamodb:UpdateItem", on="ActionsTable")
+    | grants("dynamodb:GetItem", "dynamodb:ConditionCheckItem", on="OffersTable")
     | grants("dynamodb:PutItem", on="AuditTable")
+    | grants("dynamodb:UpdateItem", on="UcpTable")
+    | grants("dynamodb:PutItem", "dynamodb:UpdateItem", on="ActionEffectsTable")
     | grants("sqs:SendMessage", on="HookDeadLetterQueue"),  # its OnFailure destination (the hooks)
     "DataLambdaFunction": grants(*KINESIS_CONSUMER, on="EnrollmentStream")
     | grants("dynamodb:UpdateItem", on="OffersTable")
     | grants("dynamodb:PutItem", on="AuditTable")
     | grants("states:StartExecution", on="EnrollmentAsyncStateMachine")
     | grants("sqs:SendMessage", on="RejectedRecordsQueue"),
-    "ScheduleHookFunction": grants("scheduler:CreateSchedule", on=HOOK_SCHEDULES)
-    | grants("scheduler:CreateSchedule", on=EMULATOR_SCHEDULES)
+    "ScheduleHookFunction": grants(*RECONCILER_SCHEDULE_CALLS, on=HOOK_SCHEDULES)
+    | grants(*RECONCILER_SCHEDULE_CALLS, on=EMULATOR_SCHEDULES)
     | grants("iam:PassRole", on="SchedulerRole"),
     "EnrollmentManageFunction": grants("dynamodb:GetItem", "dynamodb:UpdateItem", on="OffersTable")
-    | grants("dynamodb:Query", "dynamodb:UpdateItem", on="ActionsTable")
+    | grants("dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem", on="ActionsTable")
     | grants("dynamodb:Query", "dynamodb:PutItem", on="AuditTable")
     | grants("dynamodb:UpdateItem", on="UcpTable")
     | grants("scheduler:DeleteSchedule", on=HOOK_SCHEDULES)
     | grants("scheduler:DeleteSchedule", on=EMULATOR_SCHEDULES),
+    "ReconcileFunction": grants("dynamodb:Scan", "dynamodb:GetItem", "dynamodb:UpdateItem", on="OffersTable")
+    | grants("dynamodb:Scan", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem", on="ActionsTable")
+    | grants("dynamodb:Query", "dynamodb:PutItem", on="AuditTable")
+    | grants("dynamodb:UpdateItem", on="UcpTable")
+    | grants("states:StartExecution", on="EnrollmentAsyncStateMachine")
+    | grants(*RECONCILER_SCHEDULE_CALLS, on=HOOK_SCHEDULES)
+    | grants(*RECONCILER_SCHEDULE_CALLS, on=EMULATOR_SCHEDULES)
+    | grants("scheduler:ListSchedules", on="*")
+    | grants("iam:PassRole", on="SchedulerRole"),
 }
 LOG_WRITES = {"logs:CreateLogStream", "logs:PutLogEvents"}
 LAMBDA_TRACING = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
@@ -129,6 +143,8 @@ def function_role(function: str) -> str:
 
 
 def resource_key(resource: object) -> str:
+    if resource == "*":
+        return "*"
     if isinstance(resource, dict) and set(resource) == {"Fn::Sub"}:
         return resource["Fn::Sub"]
     found = referenced_id(resource)
@@ -169,7 +185,7 @@ def test_each_function_role_grants_exactly_what_its_code_calls() -> None:
 
 
 def test_default_schedule_group_is_granted_only_on_the_emulator() -> None:
-    for function in ("ScheduleHookFunction", "EnrollmentManageFunction"):
+    for function in ("ScheduleHookFunction", "EnrollmentManageFunction", "ReconcileFunction"):
         (policy,) = resource(function_role(function))["Properties"]["Policies"]
         conditional = [s for s in policy["PolicyDocument"]["Statement"] if "Fn::If" in s]
         assert len(conditional) == 1, function
@@ -239,7 +255,11 @@ def test_each_function_role_traces_and_takes_injected_faults_through_the_shared_
     faults = resource("FaultInjectionPolicy")
     assert faults["Condition"] == "FaultInjectionEnabled"
     assert faults["Properties"]["PolicyDocument"]["Statement"] == [
-        {"Effect": "Allow", "Action": "dynamodb:UpdateItem", "Resource": {"Fn::GetAtt": "FaultInjectionTable.Arn"}}
+        {
+            "Effect": "Allow",
+            "Action": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+            "Resource": {"Fn::GetAtt": "FaultInjectionTable.Arn"},
+        }
     ]
     for function in functions():
         role = resource(function_role(function))["Properties"]
@@ -278,7 +298,8 @@ def test_state_machine_role_invokes_only_the_three_functions() -> None:
     ]
 
 
-ACTIONS_WITHOUT_RESOURCE_LEVEL_PERMISSIONS = XRAY_ACTIONS | LOG_DELIVERY_ACTIONS
+# The reconciler lists the hook group's schedules: ListSchedules takes no resource (the group is a parameter).
+ACTIONS_WITHOUT_RESOURCE_LEVEL_PERMISSIONS = XRAY_ACTIONS | LOG_DELIVERY_ACTIONS | {"scheduler:ListSchedules"}
 
 
 # The AWS managed policies a role may attach: each needs "*" and the template says why next to it.

@@ -18,7 +18,46 @@ SUCCESS_STATUS = {
     "ineligible": HTTPStatus.OK,
     "not_verified": HTTPStatus.UNPROCESSABLE_ENTITY,
 }
-CONFLICT_ERRORS = {"ContractInProgress", "ContractAlreadyEnrolled", "ContractCancelled"}
+CONFLICT_ERRORS = {"ContractInProgress", "ContractAlreadyEnrolled", "ContractCancelled", "ContractUnavailable"}
+# Conflicts that may change while the key is kept: a run in progress, or a contract id that is another
+# client's (which may be one in progress: the neutral answer must not be replayed differently).
+TRANSIENT_CONFLICTS = {"ContractInProgress", "ContractUnavailable"}
+
+
+class NotFinalAnswer(Exception):  # noqa: N818 - an answer, not an error
+    """An answer that must not be kept for an Idempotency-Key (raised so Powertools drops its record)."""
+
+    def __init__(self, answer: dict[str, Any]) -> None:
+        super().__init__(answer["statusCode"])
+        self.answer = answer
+
+
+def is_final(answer: dict[str, Any]) -> bool:
+    """Whether a retry with the same key may get this answer replayed: never a 409 for a run in progress
+    (or the neutral one), a 429 or a 5xx."""
+    status = answer["statusCode"]
+    if status == HTTPStatus.TOO_MANY_REQUESTS or status >= HTTPStatus.INTERNAL_SERVER_ERROR:
+        return False
+    return not (status == HTTPStatus.CONFLICT and answer["body"].get("error") in TRANSIENT_CONFLICTS)
+
+
+def public_output(output: dict[str, Any]) -> dict[str, Any]:
+    """What the client may see of the workflow's output. An ineligible answer names public reason codes
+    only (a sensitive rule's reason, e.g. about an account flag, is one neutral code; the full reasons
+    are in the audit trail); an enrolled one leaves out each eventual action's free-form data."""
+    if output.get("status") == "ineligible":
+        from enrollment import rules
+
+        public = {key: value for key, value in output.items() if key not in ("reasons", "failedRules")}
+        reasons = rules.public_reasons(output.get("failedRules") or [], rules.load_rules())
+        return {**public, "reasons": reasons or [rules.NEUTRAL_REASON]}
+    if output.get("status") == "enrolled" and isinstance(output.get("eventualActions"), list):
+        actions = [
+            {key: value for key, value in action.items() if key != "data"} if isinstance(action, dict) else action
+            for action in output["eventualActions"]
+        ]
+        return {**output, "eventualActions": actions}
+    return output
 
 
 class EnrollmentWorkflowError(DomainError):
@@ -38,7 +77,7 @@ def start_enrollment(stepfunctions: Any, state_machine_arn: str, offer: dict[str
         code = SUCCESS_STATUS.get(output.get("status"))
         if code is None:
             raise EnrollmentWorkflowError(f"unexpected workflow output status {output.get('status')!r}")
-        return {"statusCode": int(code), "body": json_ready(output)}
+        return {"statusCode": int(code), "body": json_ready(public_output(output))}
     error, cause = execution.get("error", ""), execution.get("cause", "")
     if status == "FAILED" and error in CONFLICT_ERRORS:
         return {"statusCode": int(HTTPStatus.CONFLICT), "body": {"error": error, "message": cause}}

@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from commonlib import faults
 from commonlib.clock import Clock, isoformat, parse_isoformat, utc_now
 from commonlib.errors import ConditionNotMetError, aws_errors_as_domain_errors
+from commonlib.serialization import json_ready
 from commonlib.validation import field_errors
-from enrollment import model, publisher, store
+from enrollment import model, offsets, publisher, store
 from enrollment.hooks import schedule_name
 from enrollment.store import Tables
 
@@ -111,69 +114,89 @@ def schedule_expression(due: datetime, now: datetime) -> str:
     return f"at({fire_at.strftime('%Y-%m-%dT%H:%M:%S')})"
 
 
+def hook(contract_id: str, correlation_id: str, action: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """One hook: the schedule that fires `action` (name, offset, dueAt, data) at its due time."""
+    hook_event = {"contractId": contract_id, "correlationId": correlation_id, "trigger": "hook", "action": action}
+    return {
+        "actionName": action["name"],
+        "offset": action["offset"],
+        "dueAt": action["dueAt"],
+        "scheduleName": schedule_name(contract_id, action["name"]),
+        "scheduleExpression": schedule_expression(parse_isoformat(action["dueAt"]), now),
+        "targetInput": json.dumps(hook_event, separators=(",", ":")),
+    }
+
+
 def async_workflow_input(record: StreamRecord, now: datetime) -> dict[str, Any]:
     """The JSON the async state machine takes: one hook per eventual action."""
-    hooks = []
-    for action in record.eventualActions:
-        hook_event = {
-            "contractId": record.contractId,
-            "correlationId": record.correlationId,
-            "trigger": "hook",
-            "action": action.model_dump(),
-        }
-        hooks.append(
-            {
-                "actionName": action.name,
-                "offset": action.offset,
-                "dueAt": action.dueAt,
-                "scheduleName": schedule_name(record.contractId, action.name),
-                "scheduleExpression": schedule_expression(parse_isoformat(action.dueAt), now),
-                "targetInput": json.dumps(hook_event, separators=(",", ":")),
-            }
-        )
     return {
         "contractId": record.contractId,
         "accountId": record.accountId,
         "enrollmentDate": record.enrollmentDate,
         "correlationId": record.correlationId,
-        "hooks": hooks,
+        "hooks": [
+            hook(record.contractId, record.correlationId, action.model_dump(), now) for action in record.eventualActions
+        ],
     }
 
 
-def claim_start(tables: Tables, record: StreamRecord, execution_name: str, clock: Clock = utc_now) -> str | None:
-    """Mark the offer's eventual workflow as started by `execution_name`. None when marked; else why
-    not: `AlreadyStarted` (a duplicate record), `ContractNotEnrolled` (reverted or cancelled) or
-    `UnknownContract` (no offer at all)."""
+def draft_actions(offer_item: dict[str, Any], offset_unit_seconds: int) -> list[dict[str, Any]]:
+    """Every action of an offer item's draft as the published record carries them (name, offset, dueAt,
+    data), in offset order: what a re-drive and the reconciler rebuild hooks from, so neither needs the
+    execution that ran before."""
+    details = json_ready(offer_item["offer"])
+    enrollment_date = parse_isoformat(details["enrollmentDate"])
+    actions = [
+        {
+            "name": action["name"],
+            "offset": int(action["offset"]),
+            "dueAt": isoformat(offsets.due_at(enrollment_date, int(action["offset"]), offset_unit_seconds)),
+            "data": {key: value for key, value in action.items() if key not in ("name", "offset")},
+        }
+        for action in details["contractDraft"]["List"]
+    ]
+    return sorted(actions, key=lambda action: (action["offset"], action["name"]))
+
+
+def record_from_offer(offer_item: dict[str, Any], offset_unit_seconds: int, now: datetime) -> StreamRecord:
+    """The stream record an enrolled offer was published as (up to `publishedAt`)."""
+    details = offer_item["offer"]
+    return StreamRecord(
+        type=publisher.RECORD_TYPE,
+        version=publisher.RECORD_VERSION,
+        contractId=details["contractId"],
+        accountId=details["accountId"],
+        enrollmentDate=details["enrollmentDate"],
+        correlationId=details["correlationId"],
+        eventualActions=[
+            EventualAction(**action)
+            for action in draft_actions(offer_item, offset_unit_seconds)
+            if action["offset"] > 0
+        ],
+        publishedAt=offer_item.get("enrolledAt") or isoformat(now),
+    )
+
+
+def claim_start(
+    tables: Tables, record: StreamRecord, execution_name: str, clock: Clock = utc_now, replacing: str | None = None
+) -> str | None:
+    """Mark the offer's eventual workflow as started by `execution_name` (replacing the mark of the run
+    `replacing` names, for a re-drive). None when marked; else why not: `AlreadyStarted` (a duplicate
+    record), `ContractNotEnrolled` (reverted or cancelled) or `UnknownContract` (no offer at all)."""
     try:
-        with aws_errors_as_domain_errors():
-            tables.offers.update_item(
-                Key={"OfferId": record.contractId},
-                UpdateExpression="SET eventualWorkflow = :mark",
-                ConditionExpression="#status = :enrolled AND attribute_not_exists(eventualWorkflow)",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":enrolled": store.ENROLLED,
-                    ":mark": {"executionName": execution_name, "startedAt": isoformat(clock())},
-                },
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
+        store.mark_eventual_workflow(tables, record.contractId, execution_name, clock(), replacing)
     except ConditionNotMetError as refused:
         existing = store.item_from_condition_failure(refused)
         if not existing:
             return UNKNOWN_CONTRACT
-        return ALREADY_STARTED if "eventualWorkflow" in existing else NOT_ENROLLED
+        return ALREADY_STARTED if existing.get("status") == store.ENROLLED else NOT_ENROLLED
     return None
 
 
-def release_claim(tables: Tables, contract_id: str, execution_name: str) -> None:
-    """Undo `claim_start` when the start itself failed, so the redelivered record can try again."""
-    with aws_errors_as_domain_errors():
-        tables.offers.update_item(
-            Key={"OfferId": contract_id},
-            UpdateExpression="REMOVE eventualWorkflow",
-            ConditionExpression="eventualWorkflow.executionName = :name",
-            ExpressionAttributeValues={":name": execution_name},
-        )
+def release_claim(tables: Tables, contract_id: str, execution_name: str, replacing: str | None = None) -> None:
+    """Undo `claim_start` when the start itself failed, so the redelivered record can try again (a
+    failed re-drive leaves the mark it replaced: the reconciler tries again)."""
+    store.unmark_eventual_workflow(tables, contract_id, execution_name, replacing)
 
 
 def execution_name(record: StreamRecord) -> str:
@@ -182,14 +205,21 @@ def execution_name(record: StreamRecord) -> str:
 
 
 def start_eventual_workflow(
-    tables: Tables, stepfunctions: Any, state_machine_arn: str, record: StreamRecord, clock: Clock = utc_now
+    tables: Tables,
+    stepfunctions: Any,
+    state_machine_arn: str,
+    record: StreamRecord,
+    clock: Clock = utc_now,
+    replacing: str | None = None,
 ) -> dict[str, Any]:
     """`{"started": bool, "reason"?: str, "executionArn"?: str}`; raises when the start fails. The
-    reason is one of `claim_start`'s."""
-    name = execution_name(record)
-    refused = claim_start(tables, record, name, clock)
+    reason is one of `claim_start`'s. A re-drive (`replacing` the run that never confirmed) gets a name
+    of its own: EXPRESS runs are not deduplicated by name, the mark on the offer is what counts."""
+    name = execution_name(record) if replacing is None else f"{record.contractId}-redrive-{secrets.token_hex(6)}"
+    refused = claim_start(tables, record, name, clock, replacing)
     if refused is not None:
         return {"started": False, "reason": refused}
+    faults.checkpoint("after-claim")
     workflow_input = async_workflow_input(record, clock())
     try:
         with aws_errors_as_domain_errors():
@@ -197,15 +227,16 @@ def start_eventual_workflow(
                 stateMachineArn=state_machine_arn, name=name, input=json.dumps(workflow_input)
             )
     except Exception:
-        release_claim(tables, record.contractId, name)
+        release_claim(tables, record.contractId, name, replacing)
         raise
+    faults.checkpoint("after-start")
     with aws_errors_as_domain_errors():
         store.append_audit(
             tables,
             store.audit_entry(
                 record.contractId,
                 "eventual-workflow",
-                f"started: {len(workflow_input['hooks'])} hooks to schedule",
+                f"{'re-driven' if replacing else 'started'}: {len(workflow_input['hooks'])} hooks to schedule",
                 record.correlationId,
                 clock(),
                 # The run's one audit item: the publication it consumed, each hook it schedules and when

@@ -1,32 +1,46 @@
-"""Fulfillment: perform one action of a contract, exactly once.
+"""Fulfillment: perform one action of a contract, once, on its day, only while its contract is enrolled.
 
-Actions are mocked for now (the seed: the real ones come later) through a registry keyed by the
-action name, so a real action is one new handler. The effect is recorded by one conditional
-transition (pending|scheduled -> fulfilled), so a hook delivered twice fulfils once. The same path
-serves the same-day actions of the immediate workflow and the hooks of the eventual one.
+Claim, then act. A delivery (a hook, or the immediate workflow's same-day step) first claims the
+action with a conditional write: `pending|scheduled -> running`, owned by this delivery's token until
+a lease ends, and only if the action is due, is the one this delivery is about (same due time, so the
+same enrollment) and its contract is `enrolled` (a transaction checks the offer). Only then does the
+action's handler run, with an idempotency key stable across deliveries (contract, action, due time)
+that it hands to the downstream system it calls. Then `running -> fulfilled` (or `failed` with the
+reason), with its audit entry, by the owner of the claim only.
+
+A second delivery finds the claim and does nothing. A delivery that crashed after its claim leaves a
+`running` action whose lease lapses; the next delivery (the reconciler re-creates its hook) takes the
+claim over and performs it again with the same key, so the downstream system performs it once. A
+performance that raises gives the claim back and raises, so the delivery is retried; the third failed
+attempt ends the action `failed` with the error as its reason.
 
 A payload that is not a fulfillment request (`InvalidHookPayload`), or names an action no contract
 enrolled (`ActionNotEnrolled`), is rejected by name as data (`status: rejected`), not raised:
-retrying cannot help. The rejection is audited in the `store.REJECTIONS` partition; nothing else
-is written.
+retrying cannot help. The rejection is audited in the `store.REJECTIONS` partition.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from commonlib import faults
 from commonlib.clock import Clock, isoformat, utc_now
-from commonlib.errors import ConditionNotMetError, InvalidInputError, aws_errors_as_domain_errors
+from commonlib.errors import ConditionNotMetError, InvalidInputError
 from commonlib.validation import parse
 from enrollment import model, store
 from enrollment.store import Tables
 
-ActionHandler = Callable[[dict[str, Any]], dict[str, Any]]
-REGISTRY: dict[str, ActionHandler] = {}
-REJECTED = "rejected"
+# Three times the function's timeout: a delivery that still owns its claim after this has ended.
+LEASE = timedelta(seconds=30)
+MAX_ATTEMPTS = 3
+REJECTED, STALE = "rejected", "stale"
 INVALID_HOOK_PAYLOAD, ACTION_NOT_ENROLLED = "InvalidHookPayload", "ActionNotEnrolled"
 MAX_REPORTED_ERRORS = 10
 
@@ -49,6 +63,28 @@ class FulfillmentRequest(BaseModel):
     action: HookAction
 
 
+@dataclass(frozen=True)
+class Performance:
+    """One claimed performance of an action, as its handler gets it."""
+
+    tables: Tables
+    contract_id: str
+    action: dict[str, Any]
+    idempotency_key: str
+    claimed_at: str
+    clock: Clock
+
+    def record_effect(self) -> bool:
+        """Call the (mock) downstream system with this performance's idempotency key."""
+        return store.record_effect(
+            self.tables, self.idempotency_key, self.contract_id, self.action["name"], self.claimed_at, self.clock()
+        )
+
+
+ActionHandler = Callable[[Performance], dict[str, Any]]
+REGISTRY: dict[str, ActionHandler] = {}
+
+
 def action_handler(name: str) -> Callable[[ActionHandler], ActionHandler]:
     def register(handler: ActionHandler) -> ActionHandler:
         REGISTRY[name] = handler
@@ -58,24 +94,32 @@ def action_handler(name: str) -> Callable[[ActionHandler], ActionHandler]:
 
 
 @action_handler("rateChange")
-def change_rate(action: dict[str, Any]) -> dict[str, Any]:
-    new_rate = action.get("data", {}).get("newRate")
+def change_rate(job: Performance) -> dict[str, Any]:
+    """The seed's rate change: the new rate (`otherData.newRate`) on the contract in the UCP."""
+    new_rate = (job.action.get("data", {}).get("otherData") or {}).get("newRate")
+    if not isinstance(new_rate, int | float | Decimal) or isinstance(new_rate, bool):
+        raise ValueError(f"rateChange needs otherData.newRate as a number, got {new_rate!r}")
+    offer = store.get_offer(job.tables, job.contract_id) or {}
+    account_id = offer.get("offer", {}).get("accountId")
+    store.set_contract_rate(
+        job.tables, account_id, job.contract_id, Decimal(str(new_rate)), job.idempotency_key, job.clock()
+    )
+    job.record_effect()
     return {"effect": "interest rate changed", "newRate": new_rate}
 
 
-@action_handler("action1")
-def mock_action_1(action: dict[str, Any]) -> dict[str, Any]:
-    return {"effect": "mock action1 performed"}
+def _mock_action(job: Performance) -> dict[str, Any]:
+    job.record_effect()
+    return {"effect": f"mock {job.action['name']} performed"}
 
 
-@action_handler("action2")
-def mock_action_2(action: dict[str, Any]) -> dict[str, Any]:
-    return {"effect": "mock action2 performed"}
+for _name in ("action1", "action2", "action100"):
+    action_handler(_name)(_mock_action)
 
 
-@action_handler("action100")
-def mock_action_100(action: dict[str, Any]) -> dict[str, Any]:
-    return {"effect": "mock action100 performed"}
+def idempotency_key(contract_id: str, action_name: str, due_at: str) -> str:
+    """Stable across every delivery of one action of one enrollment (a re-enrollment has another due time)."""
+    return f"{contract_id}/{action_name}/{due_at}"
 
 
 def fulfil(
@@ -84,54 +128,136 @@ def fulfil(
     action: dict[str, Any],
     correlation_id: str,
     trigger: str,
+    token: str,
     clock: Clock = utc_now,
 ) -> dict[str, Any]:
-    """`{"name", "status": fulfilled|failed|cancelled, "duplicate": bool, "result", "reason"}`."""
+    """`{"name", "status", "duplicate": bool, "result", "reason"}`; status is the action's state after
+    this delivery: fulfilled, failed, cancelled, running (another delivery owns it), scheduled or pending
+    (not due yet), stale (a hook of an earlier enrollment) or rejected."""
     name = action["name"]
-    handler = REGISTRY.get(name)
-    if handler is None:
-        state, payload = store.ACTION_FAILED, {"reason": f"no handler is registered for action {name!r}"}
-    else:
-        state, payload = store.ACTION_FULFILLED, {"result": handler(action)}
     now = clock()
-    detail_attribute = "result" if state == store.ACTION_FULFILLED else "failureReason"
+    item = store.get_action(tables, contract_id, name)
+    if item is None:  # a hook for something that was never enrolled
+        message = f"contract {contract_id!r} has no action {name!r}"
+        claimed = {"contractId": contract_id, "actionName": name, "correlationId": correlation_id[:100]}
+        return reject(tables, ACTION_NOT_ENROLLED, [{"field": "action", "message": message}], claimed, clock)
+    if action.get("dueAt") and item.get("dueAt") != action["dueAt"]:
+        reason = f"the delivery is due {action['dueAt']}, the action {item.get('dueAt')} (an earlier enrollment)"
+        return _answer(name, STALE, {"failureReason": reason}, duplicate=True)
+    state = item["state"]
+    if state in store.ACTION_DONE:
+        return _answer(name, state, item, duplicate=True)
     try:
-        with aws_errors_as_domain_errors():
-            tables.actions.update_item(
-                Key={"contractId": contract_id, "actionName": name},
-                UpdateExpression=("SET #state = :state, completedAt = :now, #trigger = :trigger, #detail = :detail"),
-                ConditionExpression="#state IN (:pending, :scheduled)",
-                ExpressionAttributeNames={"#state": "state", "#trigger": "trigger", "#detail": detail_attribute},
-                ExpressionAttributeValues={
-                    ":state": state,
-                    ":now": isoformat(now),
-                    ":trigger": trigger,
-                    ":detail": payload.get("result") or payload.get("reason"),
-                    ":pending": store.ACTION_PENDING,
-                    ":scheduled": store.ACTION_SCHEDULED,
-                },
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-    except ConditionNotMetError as done:
-        existing = store.item_from_condition_failure(done)
-        if not existing:  # a hook for something that was never enrolled
-            message = f"contract {contract_id!r} has no action {name!r}"
-            claimed = {"contractId": contract_id, "actionName": name, "correlationId": correlation_id[:100]}
-            return reject(tables, ACTION_NOT_ENROLLED, [{"field": "action", "message": message}], claimed, clock)
-        return _answer(name, existing.get("state"), existing, duplicate=True)
-    with aws_errors_as_domain_errors():
-        store.append_audit(
-            tables,
-            store.audit_entry(
-                contract_id, f"action:{name}", f"{state} ({trigger})", correlation_id, now, details=payload
-            ),
-        )
-    return _answer(
-        name, state, {"result": payload.get("result"), "failureReason": payload.get("reason")}, duplicate=False
+        if state == store.ACTION_RUNNING:
+            if item.get("leaseUntil", "") >= isoformat(now):
+                return _answer(name, state, item, duplicate=True)  # another delivery is performing it
+            store.take_over_claim(tables, contract_id, name, item, token, now, LEASE)
+        elif item["dueAt"] > isoformat(now):
+            return _answer(name, state, {"failureReason": f"not due until {item['dueAt']}"}, duplicate=True)
+        else:
+            store.claim_action(tables, contract_id, name, item, token, now, LEASE)
+    except ConditionNotMetError:
+        return _not_claimed(tables, contract_id, name, correlation_id, clock)
+    faults.checkpoint("after-claim")
+    # The first claim's time (a takeover keeps it): when the action was committed to.
+    claimed_at = item.get("claimedAt") or isoformat(now)
+    return _perform(
+        tables, contract_id, item, action.get("data") or {}, claimed_at, correlation_id, trigger, token, clock
     )
 
 
-def handle_event(tables: Tables, event: Any, request_id: str, clock: Clock = utc_now) -> dict[str, Any]:
+def _perform(
+    tables: Tables,
+    contract_id: str,
+    item: dict[str, Any],
+    data: dict[str, Any],
+    claimed_at: str,
+    correlation_id: str,
+    trigger: str,
+    token: str,
+    clock: Clock,
+) -> dict[str, Any]:
+    name = item["actionName"]
+    job = Performance(
+        tables=tables,
+        contract_id=contract_id,
+        action={"name": name, "offset": item.get("offset"), "dueAt": item["dueAt"], "data": data},
+        idempotency_key=idempotency_key(contract_id, name, item["dueAt"]),
+        claimed_at=claimed_at,
+        clock=clock,
+    )
+    handler = REGISTRY.get(name)
+    if handler is None:
+        return _complete(tables, job, token, store.ACTION_FAILED, f"no handler is registered for action {name!r}",
+                         correlation_id, trigger)  # fmt: skip
+    try:
+        result = handler(job)
+    except Exception as error:
+        reason = f"{type(error).__name__}: {error}"
+        if int(item.get("attempts", 0)) + 1 >= MAX_ATTEMPTS:
+            return _complete(tables, job, token, store.ACTION_FAILED, f"attempt {MAX_ATTEMPTS}: {reason}",
+                             correlation_id, trigger)  # fmt: skip
+        store.release_claim(tables, contract_id, name, token, reason)
+        raise
+    faults.checkpoint("after-effect")
+    return _complete(tables, job, token, store.ACTION_FULFILLED, result, correlation_id, trigger)
+
+
+def _complete(
+    tables: Tables,
+    job: Performance,
+    token: str,
+    state: str,
+    detail: Any,
+    correlation_id: str,
+    trigger: str,
+) -> dict[str, Any]:
+    name, now = job.action["name"], job.clock()
+    payload = {"result": detail} if state == store.ACTION_FULFILLED else {"reason": detail}
+    entry = store.audit_entry(
+        job.contract_id,
+        f"action:{name}",
+        f"{state} ({trigger})",
+        correlation_id,
+        now,
+        details={**payload, "idempotencyKey": job.idempotency_key},
+    )
+    try:
+        store.complete_action(
+            tables, job.contract_id, name, token, state, _storable(detail), trigger, _storable(entry), now
+        )
+    except ConditionNotMetError:  # the lease lapsed and another delivery took the claim over
+        return _not_claimed(tables, job.contract_id, name, correlation_id, job.clock)
+    return _answer(name, state, {"result": payload.get("result"), "failureReason": payload.get("reason")}, False)
+
+
+def _storable(value: Any) -> Any:
+    """DynamoDB takes Decimal, not float."""
+    return json.loads(json.dumps(value), parse_float=Decimal)
+
+
+def _not_claimed(tables: Tables, contract_id: str, name: str, correlation_id: str, clock: Clock) -> dict[str, Any]:
+    """The claim (or completion) was refused: the action or its contract changed since it was read. A
+    waiting action of a contract that is no longer enrolled is cancelled here, never performed."""
+    item = store.get_action(tables, contract_id, name) or {}
+    if item.get("state") in store.ACTION_WAITING:
+        offer = store.get_offer(tables, contract_id) or {}
+        status = offer.get("status", "unknown")
+        if status != store.ENROLLED:
+            now = clock()
+            reason = f"not performed: the contract is {status}"
+            entry = store.audit_entry(
+                contract_id, f"action:{name}", f"cancelled: contract {status}", correlation_id, now
+            )
+            try:
+                store.cancel_waiting_action(tables, contract_id, name, reason, entry, now)
+                return _answer(name, store.ACTION_CANCELLED, {"failureReason": reason}, duplicate=False)
+            except ConditionNotMetError:
+                item = store.get_action(tables, contract_id, name) or {}
+    return _answer(name, item.get("state"), item, duplicate=True)
+
+
+def handle_event(tables: Tables, event: Any, request_id: str, token: str, clock: Clock = utc_now) -> dict[str, Any]:
     """The fulfillment Lambda's event: `fulfil` it, or reject it by name (`InvalidHookPayload`)."""
     try:
         request = parse(FulfillmentRequest, event)
@@ -144,7 +270,7 @@ def handle_event(tables: Tables, event: Any, request_id: str, clock: Clock = utc
         claimed.setdefault("correlationId", f"lambda:{request_id}")
         return reject(tables, INVALID_HOOK_PAYLOAD, errors, claimed, clock)
     action = request.action.model_dump()
-    return fulfil(tables, request.contractId, action, request.correlationId, request.trigger, clock)
+    return fulfil(tables, request.contractId, action, request.correlationId, request.trigger, token, clock)
 
 
 def reject(
@@ -155,8 +281,7 @@ def reject(
     entry = store.rejection_entry(
         "hook", error, reason, claimed["correlationId"], clock(), details={"errors": errors, "claimed": claimed}
     )
-    with aws_errors_as_domain_errors():
-        store.append_audit(tables, entry)
+    store.append_audit(tables, entry)
     answer = _answer(claimed.get("actionName"), REJECTED, {"failureReason": reason}, duplicate=False)
     return {**answer, "error": error}
 

@@ -16,6 +16,7 @@ from commonlib import aws, faults
 from commonlib.clock import parse_isoformat
 from commonlib.observability import logger, metrics, tracer
 from commonlib.serialization import json_ready
+from enrollment import store
 from enrollment.store import Tables
 
 STEP_CORRELATION = "offer.correlationId"
@@ -34,7 +35,7 @@ def accept_offer(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
 
     result = offers.acquire(
         _tables(),
-        event.get("input"),
+        event.get("input"),  # with the API client's ownerId, which acquire takes out
         event["executionId"],
         parse_isoformat(event["startedAt"]),
         offsets.unit_from_environment(),
@@ -64,8 +65,14 @@ def rules_lab(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
     offer = event["offer"]
     facts = rules.facts(offer["contractInfo"], offer["contractDraft"], event.get("account") or {})
-    result = rules.evaluate(facts, rules.load_rules())
-    logger.info("eligibility decided", extra=result)
+    decision_rules = rules.load_rules()
+    result = rules.evaluate(facts, decision_rules)
+    # Public codes only: a failed rule's id or full reason may name an account flag.
+    codes = [reason["code"] for reason in rules.public_reasons(result["failedRules"], decision_rules)]
+    logger.info(
+        "eligibility decided",
+        extra={"eligible": result["eligible"], "reasonCodes": codes, "rulesVersion": result["rulesVersion"]},
+    )
     return result
 
 
@@ -75,8 +82,12 @@ def rules_lab(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 def record_outcome(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     from enrollment import offers
 
-    reason = event.get("reason")
-    if isinstance(reason, list):
+    reason, public_reason = event.get("reason"), None
+    if isinstance(reason, list):  # the rules lab's full reasons: the audit keeps them, a client sees codes
+        from enrollment import rules
+
+        public = rules.public_reasons_for([str(text) for text in reason], rules.load_rules())
+        public_reason = "; ".join(item["message"] for item in public) or rules.NEUTRAL_REASON["message"]
         reason = "; ".join(reason)
     return offers.record_outcome(
         _tables(),
@@ -86,6 +97,7 @@ def record_outcome(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         event["step"],
         reason,
         event.get("rulesVersion"),
+        public_reason=public_reason,
     )
 
 
@@ -128,14 +140,20 @@ def publish_enrollment(event: dict[str, Any], context: LambdaContext) -> dict[st
 
 @logger.inject_lambda_context(correlation_id_path="correlationId")
 @tracer.capture_lambda_handler
+@metrics.log_metrics
 @faults.injectable
 def fulfill_action(event: Any, context: LambdaContext) -> dict[str, Any]:
+    import uuid
+
     from enrollment import fulfillment
 
     # A malformed payload or an action never enrolled is answered as a named, audited rejection.
-    result = fulfillment.handle_event(_tables(), event, context.aws_request_id)
+    result = fulfillment.handle_event(_tables(), event, context.aws_request_id, token=uuid.uuid4().hex)
     if result["status"] == fulfillment.REJECTED:
         logger.error("hook payload rejected", extra={"action": result})
+    elif result["status"] == store.ACTION_FAILED and not result["duplicate"]:
+        metrics.add_metric(name="ActionFailed", unit="Count", value=1)
+        logger.error("action failed", extra={"action": result})
     else:
         logger.info("action handled", extra={"action": result})
     return json_ready(result)
@@ -188,12 +206,42 @@ def data_lambda(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
 def schedule_hook(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     from enrollment import hooks
 
-    target = hooks.HookTarget(
+    result = hooks.create_hook(aws.client("scheduler"), _hook_target(hooks), event["hook"])
+    logger.info("hook scheduled", extra={"contract": event["contractId"], "hook": result})
+    return result
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+@faults.injectable
+def reconcile(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """On its schedule (an EventBridge event) or on demand (`{"dryRun": true}` only reports)."""
+    from datetime import timedelta
+
+    from enrollment import hooks, offsets
+    from enrollment import reconcile as reconciler
+
+    settings = reconciler.Settings(
+        grace=timedelta(seconds=int(os.environ["RECONCILE_GRACE_SECONDS"])),
+        offset_unit_seconds=offsets.unit_from_environment(),
+        async_state_machine_arn=os.environ["ENROLLMENT_ASYNC_STATE_MACHINE_ARN"],
+        hook_target=_hook_target(hooks),
+        dry_run=bool(isinstance(event, dict) and event.get("dryRun")),
+    )
+    report = reconciler.reconcile(_tables(), aws.client("scheduler"), aws.client("stepfunctions"), settings)
+    metrics.add_metric(name="ReconcilerRepairs", unit="Count", value=0 if settings.dry_run else report["repairs"])
+    if report["repairs"]:
+        logger.warning("reconciler found faults to repair", extra={"report": report})
+    else:
+        logger.info("reconciler found nothing to repair")
+    return report
+
+
+def _hook_target(hooks: Any) -> Any:
+    return hooks.HookTarget(
         schedule_group=os.environ["SCHEDULE_GROUP_NAME"],
         function_arn=os.environ["FULFILL_ACTION_FUNCTION_ARN"],
         role_arn=os.environ["SCHEDULER_ROLE_ARN"],
         dead_letter_queue_arn=os.environ["HOOK_DEAD_LETTER_QUEUE_ARN"],
     )
-    result = hooks.create_hook(aws.client("scheduler"), target, event["hook"])
-    logger.info("hook scheduled", extra={"contract": event["contractId"], "hook": result})
-    return result

@@ -28,7 +28,7 @@ from commonlib import aws
 from commonlib.errors import InvalidInputError
 from commonlib.observability import logger, metrics, tracer
 from commonlib.validation import parse
-from enrollment import api, model
+from enrollment import api, clients, model
 
 SYNC_EXECUTION_TIMEOUT_SECONDS = 28  # the API Lambda's timeout is 29 s, API Gateway's 29 s
 
@@ -56,7 +56,13 @@ def _idempotent_start() -> Any:
 
 
 def _start(submission: dict[str, Any]) -> dict[str, Any]:
-    return api.start_enrollment(_stepfunctions(), os.environ["ENROLLMENT_STATE_MACHINE_ARN"], submission["offer"])
+    """The idempotent function: Powertools keeps what it returns, so it returns only final answers. A
+    run in progress (409), a throttle (429) or a failure (5xx) is raised instead, which deletes the
+    in-progress record: a retry with the same key runs again instead of replaying it."""
+    answer = api.start_enrollment(_stepfunctions(), os.environ["ENROLLMENT_STATE_MACHINE_ARN"], submission["offer"])
+    if not api.is_final(answer):
+        raise api.NotFinalAnswer(answer)
+    return answer
 
 
 def _stepfunctions() -> Any:
@@ -87,9 +93,19 @@ def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not JSON")  # Python's json would read NaN and Infinity
 
 
+def _unidentified(correlation_id: str) -> Response:
+    # API Gateway authenticated nobody (a misconfigured method): refused, never a shared owner.
+    return _json(
+        403, {"error": "Forbidden", "message": "the caller is not identified", "correlationId": correlation_id}
+    )
+
+
 @app.post("/enrollments")
 def create_enrollment() -> Response:
     correlation_id = _correlation_id()
+    client = clients.client_id(app.current_event.raw_event)
+    if client is None:
+        return _unidentified(correlation_id)
     raw = app.current_event.body or ""
     if len(raw.encode(errors="replace")) > model.MAX_REQUEST_BYTES:
         return _invalid_body(f"larger than {model.MAX_REQUEST_BYTES} bytes", correlation_id)
@@ -106,13 +122,20 @@ def create_enrollment() -> Response:
         return _json(
             400, {"error": "InvalidEnrollmentRequest", "errors": invalid.errors, "correlationId": correlation_id}
         )
-    offer = {**body, "correlationId": body.get("correlationId") or correlation_id}
+    # The owner travels in the execution input (AcceptOffer takes it out before validating the offer,
+    # whose model forbids the field, so a body cannot set it).
+    offer = {**body, "correlationId": body.get("correlationId") or correlation_id, "ownerId": client}
+    key = app.current_event.headers.get("Idempotency-Key")
     submission = {
         "offer": offer,
         "body": body,  # what a retry must repeat; the offer also carries this request's correlation id
-        "idempotencyKey": app.current_event.headers.get("Idempotency-Key"),
+        # Scoped to the client: another client's identical key is another record, never a replay or a 422.
+        "idempotencyKey": f"{client} {key}" if key else None,
     }
-    answer = _idempotent_start()(submission=submission)
+    try:
+        answer = _idempotent_start()(submission=submission)
+    except api.NotFinalAnswer as not_final:
+        answer = not_final.answer
     # A replayed answer keeps the correlation id of the request that produced it.
     return _json(answer["statusCode"], {"correlationId": offer["correlationId"], **answer["body"]})
 

@@ -12,9 +12,9 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from commonlib import aws
+from commonlib import aws, faults
 from commonlib.observability import logger, metrics, tracer
-from enrollment import manage, offsets
+from enrollment import clients, manage, offsets
 from enrollment.store import Tables
 
 CONTRACT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
@@ -38,18 +38,36 @@ def _invalid(contract_id: str) -> Response | None:
     )
 
 
+def _client() -> str | None:
+    return clients.client_id(app.current_event.raw_event)
+
+
+def _not_found(contract_id: str) -> Response:
+    # The same answer for an unknown contract and for another client's.
+    return _json(404, {"error": "EnrollmentNotFound", "message": f"no offer for contract {contract_id}"})
+
+
+UNIDENTIFIED = {"error": "Forbidden", "message": "the caller is not identified"}
+
+
 @app.get("/enrollments/<contract_id>")
 def get_enrollment(contract_id: str) -> Response:
+    if (client := _client()) is None:
+        return _json(403, UNIDENTIFIED)
     if (invalid := _invalid(contract_id)) is not None:
         return invalid
-    status = manage.enrollment_status(_tables(), contract_id, offset_unit_seconds=offsets.unit_from_environment())
+    status = manage.enrollment_status(
+        _tables(), contract_id, offset_unit_seconds=offsets.unit_from_environment(), owner_id=client
+    )
     if status is None:
-        return _json(404, {"error": "EnrollmentNotFound", "message": f"no offer for contract {contract_id}"})
+        return _not_found(contract_id)
     return _json(200, status)
 
 
 @app.delete("/enrollments/<contract_id>")
 def cancel_enrollment(contract_id: str) -> Response:
+    if (client := _client()) is None:
+        return _json(403, UNIDENTIFIED)
     if (invalid := _invalid(contract_id)) is not None:
         return invalid
     result = manage.cancel_enrollment(
@@ -58,9 +76,10 @@ def cancel_enrollment(contract_id: str) -> Response:
         os.environ["SCHEDULE_GROUP_NAME"],
         contract_id,
         offset_unit_seconds=offsets.unit_from_environment(),
+        owner_id=client,
     )
     if result["outcome"] == "not_found":
-        return _json(404, {"error": "EnrollmentNotFound", "message": f"no offer for contract {contract_id}"})
+        return _not_found(contract_id)
     if result["outcome"] == "not_cancellable":
         message = f"contract {contract_id} is {result['status']}; only an enrolled contract can be cancelled"
         return _json(409, {"error": "NotCancellable", "status": result["status"], "message": message})
@@ -80,6 +99,7 @@ def _unexpected(error: Exception) -> Response:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
+@faults.injectable
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     response = app.resolve(event, context)
     metrics.add_metric(name=f"EnrollmentManageHttp{response['statusCode']}", unit="Count", value=1)

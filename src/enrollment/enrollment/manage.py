@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from commonlib import faults
 from commonlib.clock import Clock, isoformat, parse_isoformat, utc_now
 from commonlib.errors import ConditionNotMetError, aws_errors_as_domain_errors
 from commonlib.serialization import json_ready
@@ -28,14 +29,10 @@ _ACTION_FIELDS = (
 def _actions(tables: Tables, offer: dict[str, Any], offset_unit_seconds: int) -> list[dict[str, Any]]:
     """Every action of the contract: its item, or, for an enrolled contract's eventual action whose
     hook is not scheduled yet (it has no item until then), `pending` with the due time it will get."""
-    from boto3.dynamodb.conditions import Key  # loaded by the table resource already
-
     contract_id = offer["OfferId"]
-    with aws_errors_as_domain_errors():
-        items = tables.actions.query(KeyConditionExpression=Key("contractId").eq(contract_id), ConsistentRead=True)
-    actions = {item["actionName"]: item for item in items["Items"]}
+    actions = store.contract_actions(tables, contract_id)
     details = offer.get("offer", {})
-    if offer.get("status") == store.ENROLLED:
+    if offer.get("status") in (store.ENROLLED, store.CANCELLING):
         enrollment_date = parse_isoformat(details["enrollmentDate"])
         for action in details.get("contractDraft", {}).get("List", []):
             actions.setdefault(
@@ -51,21 +48,52 @@ def _actions(tables: Tables, offer: dict[str, Any], offset_unit_seconds: int) ->
     return sorted(actions.values(), key=lambda item: (int(item["offset"]), item["actionName"]))
 
 
+def _owned(offer: dict[str, Any] | None, owner_id: str | None) -> bool:
+    """Whether `owner_id` may see the offer: its owner may; None is a system caller, who may see any.
+    An offer without an owner (written before offers had one, or by a direct start) is no client's."""
+    return offer is not None and (owner_id is None or offer.get("ownerId") == owner_id)
+
+
+def public_reason(offer: dict[str, Any]) -> str | None:
+    """The reason a client is shown: an ineligible offer's public reasons (never a sensitive rule's
+    full reason), a failure's error name (never its cause, which may quote the run's data)."""
+    if offer.get("status") == store.INELIGIBLE:
+        return offer.get("publicReason") or "not eligible through this channel"
+    reason = offer.get("failureReason") or offer.get("statusReason")
+    return reason.split(":", 1)[0] if isinstance(reason, str) else reason
+
+
+def public_outcome(entry: dict[str, Any]) -> str:
+    """An audit entry's outcome as a client is shown it: the public version when the entry has one, and
+    no failure cause or rules-lab reason (the audit table keeps the full text)."""
+    public = (entry.get("details") or {}).get("publicOutcome")
+    if public:
+        return str(public)
+    outcome = str(entry.get("outcome", ""))
+    if entry.get("step") == "rules-lab" and outcome.startswith(store.INELIGIBLE):
+        return store.INELIGIBLE
+    if outcome.startswith(f"{store.FAILED}: "):
+        return ": ".join(outcome.split(": ", 2)[:2])  # failed: <error name>, without the cause
+    return outcome
+
+
 def enrollment_status(
-    tables: Tables, contract_id: str, offset_unit_seconds: int = SECONDS_PER_DAY
+    tables: Tables, contract_id: str, offset_unit_seconds: int = SECONDS_PER_DAY, owner_id: str | None = None
 ) -> dict[str, Any] | None:
-    """The offer, every action with its offset, due time and state, and the audit trail."""
+    """The offer, every action with its offset, due time and state, and the audit trail. None when
+    there is no such offer or it is not `owner_id`'s (the same answer: a client learns nothing of
+    another's contract)."""
+    offer = store.get_offer(tables, contract_id)
+    if not _owned(offer, owner_id):
+        return None
     with aws_errors_as_domain_errors():
-        offer = tables.offers.get_item(Key={"OfferId": contract_id}, ConsistentRead=True).get("Item")
-        if offer is None:
-            return None
         trail = store.audit_trail(tables, contract_id)
     details = offer.get("offer", {})
     answer = {
         "contractId": contract_id,
         "accountId": details.get("accountId"),
         "status": offer["status"],
-        "reason": offer.get("failureReason") or offer.get("statusReason"),
+        "reason": public_reason(offer),
         "enrollmentDate": details.get("enrollmentDate"),
         "enrolledAt": offer.get("enrolledAt"),
         "cancelledAt": offer.get("cancelledAt"),
@@ -75,7 +103,8 @@ def enrollment_status(
             for item in _actions(tables, offer, offset_unit_seconds)
         ],
         "audit": [
-            {key: entry[key] for key in ("at", "step", "outcome", "correlationId", "rulesVersion") if key in entry}
+            {key: entry[key] for key in ("at", "step", "correlationId", "rulesVersion") if key in entry}
+            | {"outcome": public_outcome(entry)}
             for item in trail
             for entry in store.expand(item)
         ],
@@ -90,68 +119,77 @@ def cancel_enrollment(
     contract_id: str,
     clock: Clock = utc_now,
     offset_unit_seconds: int = SECONDS_PER_DAY,
+    owner_id: str | None = None,
 ) -> dict[str, Any]:
-    """Cancel an enrolled contract: the offer and the UCP entry become `cancelled`, pending hooks are
-    deleted and their actions marked cancelled; fulfilled actions stay fulfilled.
+    """Cancel an enrolled contract, resumably. The offer goes `cancelling` first, which stops every
+    claim; then each waiting action's hook is deleted and the action cancelled, the UCP entry is
+    cancelled, and one transaction makes the offer `cancelled` with this answer and its audit entry.
+    Every step is idempotent, so a retry (or the reconciler) finishes an interrupted cancel, and a
+    cancelled contract answers what its cancel answered.
 
-    Outcomes: `cancelled`, `not_found`, or `not_cancellable` (with the offer's status)."""
-    now = clock()
-    with aws_errors_as_domain_errors():
-        offer = tables.offers.get_item(Key={"OfferId": contract_id}, ConsistentRead=True).get("Item")
-    if offer is None:
+    An action already `running` was claimed before the cancel: it completes and is reported among the
+    completed actions. Outcomes: `cancelled`, `not_found` (also for a contract that is not
+    `owner_id`'s; None, the reconciler, is a system caller), or `not_cancellable` (with the status)."""
+    offer = store.get_offer(tables, contract_id)
+    if offer is None or not _owned(offer, owner_id):
         return {"outcome": "not_found"}
-    try:
-        with aws_errors_as_domain_errors():
-            tables.offers.update_item(
-                Key={"OfferId": contract_id},
-                UpdateExpression="SET #status = :cancelled, cancelledAt = :now",
-                ConditionExpression="#status = :enrolled",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":cancelled": CANCELLED,
-                    ":enrolled": store.ENROLLED,
-                    ":now": isoformat(now),
-                },
+    if offer["status"] == store.ENROLLED:
+        try:
+            store.start_cancel(tables, contract_id, clock())
+        except ConditionNotMetError:  # another request moved it meanwhile: decide on what it is now
+            return cancel_enrollment(
+                tables, scheduler, schedule_group, contract_id, clock, offset_unit_seconds, owner_id
             )
-    except ConditionNotMetError:
+        faults.checkpoint("cancel-after-cancelling")
+    elif offer["status"] == CANCELLED:
+        return {"outcome": "cancelled", **_stored_outcome(offer)}
+    elif offer["status"] != store.CANCELLING:
         return {"outcome": "not_cancellable", "status": offer["status"]}
 
-    cancelled, left = [], []
+    now = clock()
+    cancelled, completed = [], []
     correlation_id = offer["offer"].get("correlationId", "-")
     for action in _actions(tables, {**offer, "status": store.ENROLLED}, offset_unit_seconds):
-        if action["state"] not in (store.ACTION_PENDING, store.ACTION_SCHEDULED):
-            left.append({"name": action["actionName"], "state": action["state"]})
-            continue
-        _delete_schedule(scheduler, schedule_group, hooks.schedule_name(contract_id, action["actionName"]))
-        cancel = {"name": action["actionName"], "offset": action["offset"], "dueAt": action.get("dueAt")}
-        try:
-            with aws_errors_as_domain_errors():
-                tables.actions.update_item(**store.cancel_action(contract_id, cancel, correlation_id, now))
-            cancelled.append(action["actionName"])
-        except ConditionNotMetError:
-            left.append({"name": action["actionName"], "state": "fulfilled or failed while cancelling"})
-    with aws_errors_as_domain_errors():
-        tables.ucp.update_item(
-            Key={"accountId": offer["offer"]["accountId"]},
-            UpdateExpression="SET contracts.#contract.#status = :cancelled",
-            ConditionExpression="attribute_exists(contracts.#contract)",
-            ExpressionAttributeNames={"#contract": contract_id, "#status": "status"},
-            ExpressionAttributeValues={":cancelled": CANCELLED},
-        )
-        store.append_audit(
-            tables,
-            store.audit_entry(
-                contract_id,
-                "cancel",
-                f"cancelled: {len(cancelled)} pending actions cancelled, {len(left)} already done",
-                correlation_id,
-                now,
-            ),
-        )
-    return {"outcome": "cancelled", "cancelledActions": cancelled, "completedActions": left}
+        name = action["actionName"]
+        if action["state"] in store.ACTION_WAITING:
+            delete_schedule(scheduler, schedule_group, hooks.schedule_name(contract_id, name))
+            faults.checkpoint("cancel-after-hook-deleted")
+            cancel = {"name": name, "offset": action["offset"], "dueAt": action.get("dueAt")}
+            try:
+                with aws_errors_as_domain_errors():
+                    tables.actions.update_item(**store.cancel_action(contract_id, cancel, correlation_id, now))
+                action["state"] = store.ACTION_CANCELLED
+            except ConditionNotMetError:  # claimed or cancelled meanwhile: report what it is now
+                action = store.get_action(tables, contract_id, name) or action
+        if action["state"] == store.ACTION_CANCELLED:
+            cancelled.append(name)
+        else:
+            completed.append({"name": name, "state": action["state"]})
+    faults.checkpoint("cancel-after-actions")
+    store.cancel_ucp_contract(tables, offer["offer"]["accountId"], contract_id)
+    faults.checkpoint("cancel-after-ucp")
+    outcome = {"cancelledActions": cancelled, "completedActions": completed}
+    entry = store.audit_entry(
+        contract_id,
+        "cancel",
+        f"cancelled: {len(cancelled)} pending actions cancelled, {len(completed)} already done or in flight",
+        correlation_id,
+        now,
+        details=outcome,
+    )
+    try:
+        store.finish_cancel(tables, contract_id, outcome, entry, now)
+    except ConditionNotMetError:  # a concurrent cancel finished first: answer what it recorded
+        return {"outcome": "cancelled", **_stored_outcome(store.get_offer(tables, contract_id) or {})}
+    return {"outcome": "cancelled", **outcome}
 
 
-def _delete_schedule(scheduler: Any, group: str, name: str) -> None:
+def _stored_outcome(offer: dict[str, Any]) -> dict[str, Any]:
+    stored = offer.get("cancelOutcome") or {"cancelledActions": [], "completedActions": []}
+    return json_ready(stored)
+
+
+def delete_schedule(scheduler: Any, group: str, name: str) -> None:
     from botocore.exceptions import ClientError  # loaded by the scheduler client already
 
     try:

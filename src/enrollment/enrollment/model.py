@@ -12,9 +12,19 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from commonlib.clock import isoformat
+from enrollment.action_names import SUPPORTED_ACTIONS
 from enrollment.offsets import SECONDS_PER_DAY, due_at
 
 MAX_OFFSET_DAYS = 3650
@@ -61,11 +71,46 @@ def storable(value: Any) -> Any:
 ExtraData = Annotated[JsonValue, BeforeValidator(storable)]
 
 
+RATE_CHANGE = "rateChange"
+
+
+def _is_rate(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1
+
+
 class Action(BaseModel):
+    """One action of the draft: its name is one of the supported actions (what the fulfillment Lambda
+    can perform), and `rateChange` carries the new interest rate in `otherData.newRate`, a decimal
+    fraction between 0 and 1 (0.0499 is 4.99 %)."""
+
     model_config = ConfigDict(extra="allow")
     __pydantic_extra__: dict[str, ExtraData] = Field(init=False)
-    name: ActionName
+    name: Annotated[
+        ActionName,
+        Field(
+            description=f"One of the supported actions: {', '.join(SUPPORTED_ACTIONS)}.",
+            json_schema_extra={"enum": list(SUPPORTED_ACTIONS)},
+        ),
+    ]
     offset: Annotated[int, Field(ge=0, le=MAX_OFFSET_DAYS)]
+
+    @field_validator("name")
+    @classmethod
+    def is_supported(cls, name: str) -> str:
+        if name not in SUPPORTED_ACTIONS:
+            raise ValueError(f"action {name!r} is not supported; supported actions: {', '.join(SUPPORTED_ACTIONS)}")
+        return name
+
+    @model_validator(mode="after")
+    def rate_change_has_a_new_rate(self) -> Action:
+        if self.name == RATE_CHANGE:
+            other = (self.model_extra or {}).get("otherData")
+            if not (isinstance(other, dict) and _is_rate(other.get("newRate"))):
+                raise ValueError(
+                    f"action {RATE_CHANGE!r} needs otherData.newRate: the new interest rate, a number between 0 "
+                    "and 1 exclusive (a decimal fraction: 0.0499 is 4.99 %)"
+                )
+        return self
 
 
 class ContractDraft(BaseModel):

@@ -6,11 +6,13 @@ unexpected raises (a `DomainError`, after `ClientError`s are mapped in `commonli
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from commonlib import faults
 from commonlib.clock import Clock, isoformat, utc_now
 from commonlib.errors import ConditionNotMetError, InvalidInputError, aws_errors_as_domain_errors
 from enrollment import offsets, store
@@ -21,6 +23,10 @@ _CONFLICTS = {
     store.ENROLLED: ("ContractAlreadyEnrolled", "already enrolled"),
     store.CANCELLED: ("ContractCancelled", "cancelled; a cancelled contract is not enrolled again"),
 }  # longer than an EXPRESS execution may run, so a lost lock frees itself
+# What a client hears about a contract id that is not its own, whatever that contract's state: the same
+# as for any conflict, never its status.
+UNAVAILABLE = ("ContractUnavailable", "this contract id cannot be used")
+OWNER_FIELD = "ownerId"
 
 
 def acquire(
@@ -36,7 +42,12 @@ def acquire(
 
     Outcomes: `accepted` (with the normalised offer), `invalid` (nothing written) or `conflict`
     (the contract is in progress or already enrolled; audited). An accepted offer is audited by the
-    entry that ends its run, which carries this step."""
+    entry that ends its run, which carries this step.
+
+    The request may carry `ownerId`, the API client that sent it (the API adds it; a direct start
+    has none): the offer belongs to that client. A contract id owned by another client (or by nobody,
+    when the request has an owner) is never taken over, and is refused with the neutral
+    `ContractUnavailable`, whatever its state."""
     # The request model (pydantic) is loaded here, the one step that validates: the other steps of
     # this module run on the already validated offer and never pay for it at cold start.
     from commonlib.validation import parse
@@ -44,6 +55,13 @@ def acquire(
 
     if offset_unit_seconds is None:
         offset_unit_seconds = offsets.SECONDS_PER_DAY
+    owner_id = None
+    if isinstance(raw_request, dict) and OWNER_FIELD in raw_request:
+        raw_request = dict(raw_request)
+        owner_id = raw_request.pop(OWNER_FIELD)
+        if not isinstance(owner_id, str) or not owner_id:
+            error = [{"field": OWNER_FIELD, "message": "the API client's id: a non-empty string"}]
+            return _rejected("invalid", "InvalidEnrollmentRequest", json.dumps(error))
     try:
         request = parse(model.EnrollmentRequest, raw_request)
     except InvalidInputError as invalid:
@@ -63,17 +81,20 @@ def acquire(
         "payments": model.payment_schedule(request, started_at),
     }
     now = clock()
-    item = offer_item(offer, execution_id, now)
+    item = offer_item(offer, execution_id, now, owner_id)
+    # Only the owner (an ownerless request: only for an ownerless offer) may take a finished offer again.
+    owned = "ownerId = :owner" if owner_id else "attribute_not_exists(ownerId)"
     try:
         with aws_errors_as_domain_errors():
             tables.offers.put_item(
                 Item=item,
                 ConditionExpression=(
-                    "attribute_not_exists(OfferId) OR #status IN (:failed, :ineligible, :rejected)"
-                    " OR (#status IN (:received, :verified) AND leaseExpiresAt < :now)"
+                    f"attribute_not_exists(OfferId) OR ({owned} AND (#status IN (:failed, :ineligible, :rejected)"
+                    " OR (#status IN (:received, :verified) AND leaseExpiresAt < :now)))"
                 ),
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={
+                    **({":owner": owner_id} if owner_id else {}),
                     ":failed": store.FAILED,
                     ":ineligible": store.INELIGIBLE,
                     ":rejected": store.REJECTED,
@@ -87,13 +108,20 @@ def acquire(
         existing = store.item_from_condition_failure(taken)
         if existing.get("executionId") == execution_id:
             return {"outcome": "accepted", "offer": offer, "rejection": None}  # a retried step
-        error, state = _CONFLICTS.get(existing.get("status"), ("ContractInProgress", "being processed"))
-        cause = f"contract {request.contractId} is {state}"
-        with aws_errors_as_domain_errors():
-            store.append_audit(
-                tables,
-                store.audit_entry(request.contractId, "receive-offer", f"rejected: {error}", correlation_id, now),
-            )
+        if existing.get(OWNER_FIELD) != owner_id:
+            # Audited apart from the contract's own trail, which its owner reads: another client's attempt
+            # (and its correlation id) is no business of the owner's either.
+            error, cause = UNAVAILABLE
+            claimed = {"contractId": request.contractId, "correlationId": correlation_id[:100]}
+            entry = store.rejection_entry(
+                "offer", error, f"{error}: the contract id belongs to another client", correlation_id, now,
+                details={"claimed": claimed, "ownerId": owner_id},
+            )  # fmt: skip
+        else:
+            error, state = _CONFLICTS.get(existing.get("status"), ("ContractInProgress", "being processed"))
+            cause = f"contract {request.contractId} is {state}"
+            entry = store.audit_entry(request.contractId, "receive-offer", f"rejected: {error}", correlation_id, now)
+        store.append_audit(tables, entry)
         return _rejected("conflict", error, cause)
     # No audit entry here: the entry that ends this run carries the step (see `store.steps_before`).
     return {"outcome": "accepted", "offer": offer, "rejection": None}
@@ -105,8 +133,8 @@ def acquire(
 STORED_OFFER_FIELDS = ("contractId", "accountId", "contractInfo", "contractDraft", "correlationId", "enrollmentDate")
 
 
-def offer_item(offer: dict[str, Any], execution_id: str, now: datetime) -> dict[str, Any]:
-    """The Offers item that takes the guard for `execution_id`."""
+def offer_item(offer: dict[str, Any], execution_id: str, now: datetime, owner_id: str | None = None) -> dict[str, Any]:
+    """The Offers item that takes the guard for `execution_id` (owned by `owner_id`, if given)."""
     return {
         "OfferId": offer["contractId"],
         "status": store.RECEIVED,
@@ -114,7 +142,7 @@ def offer_item(offer: dict[str, Any], execution_id: str, now: datetime) -> dict[
         "receivedAt": isoformat(now),
         "leaseExpiresAt": isoformat(now + LEASE),
         "offer": _dynamo_safe({field: offer[field] for field in STORED_OFFER_FIELDS}),
-    }
+    } | ({OWNER_FIELD: owner_id} if owner_id else {})
 
 
 def verify_customer(tables: Tables, offer: dict[str, Any], execution_id: str, clock: Clock = utc_now) -> dict[str, Any]:
@@ -166,29 +194,36 @@ def record_outcome(
     reason: str | None = None,
     rules_version: str | None = None,
     clock: Clock = utc_now,
+    public_reason: str | None = None,
 ) -> dict[str, Any]:
     """Record an end state (`ineligible`, `failed`) on the offer this execution owns, and audit it with
-    the steps the run had done."""
+    the steps the run had done. `reason` is the full reason (the audit trail's); `public_reason`, when
+    given, is what a client may be shown instead (`publicReason` on the offer, `details.publicOutcome`
+    on the audit entry)."""
     now = clock()
     try:
         before = _set_status(
-            tables, offer, execution_id, status, reason, now, from_statuses=(store.RECEIVED, store.VERIFIED)
+            tables,
+            offer,
+            execution_id,
+            status,
+            reason,
+            now,
+            from_statuses=(store.RECEIVED, store.VERIFIED),
+            public_reason=public_reason,
         )
         recorded = True
     except ConditionNotMetError:
         before, recorded = None, False  # the offer is not (or no longer) this execution's: change nothing
     outcome = status if not reason else f"{status}: {reason}"
+    details: dict[str, Any] = {"steps": store.steps_before(before)} if before else {}
+    if public_reason:
+        details["publicOutcome"] = f"{status}: {public_reason}"
     with aws_errors_as_domain_errors():
         store.append_audit(
             tables,
             store.audit_entry(
-                offer["contractId"],
-                step,
-                outcome,
-                offer["correlationId"],
-                now,
-                rules_version,
-                {"steps": store.steps_before(before)} if before else None,
+                offer["contractId"], step, outcome, offer["correlationId"], now, rules_version, details or None
             ),
         )
     return {"recorded": recorded, "status": status}
@@ -257,13 +292,15 @@ def commit_enrollment(
                             "offset": action["offset"],
                             "dueAt": action["dueAt"],
                             "data": action["data"],
+                            "enrollmentDate": offer["enrollmentDate"],
                             "state": store.ACTION_PENDING,
                             "correlationId": correlation_id,
                         }
                     ),
-                    "ConditionExpression": "attribute_not_exists(actionName) OR #state = :cancelled",
+                    # An item of an earlier enrollment of this contract (another due time) is replaced.
+                    "ConditionExpression": "attribute_not_exists(actionName) OR #state = :cancelled OR dueAt <> :due",
                     "ExpressionAttributeNames": {"#state": "state"},
-                    "ExpressionAttributeValues": {":cancelled": store.ACTION_CANCELLED},
+                    "ExpressionAttributeValues": {":cancelled": store.ACTION_CANCELLED, ":due": action["dueAt"]},
                 }
             }
         )
@@ -344,6 +381,14 @@ def revert_enrollment(
             tables.client.transact_write_items(TransactItems=items)
     except ConditionNotMetError:
         return {"reverted": False}
+    faults.checkpoint("after-revert")
+    # The publication may have reached the stream although its answer was lost: the eventual workflow may
+    # be scheduling these already. Cancelled items refuse it (and any hook it created: a claim needs an
+    # enrolled contract; the reconciler deletes such hooks). One at a time, since one may be done already.
+    for action in offer["eventualActions"]:
+        # A refusal means it was claimed before the revert (only possible with compressed days): it completes.
+        with contextlib.suppress(ConditionNotMetError), aws_errors_as_domain_errors():
+            tables.actions.update_item(**store.cancel_action(contract_id, action, offer["correlationId"], now))
     return {"reverted": True}
 
 
@@ -356,6 +401,7 @@ def _set_status(
     now: datetime,
     from_statuses: tuple[str, ...],
     stamp: str | None = None,
+    public_reason: str | None = None,
 ) -> dict[str, Any]:
     """Move the offer this execution owns to `status` (and set `stamp`, if given, to now); the item
     as it was before."""
@@ -371,6 +417,9 @@ def _set_status(
     if reason:
         update += ", statusReason = :reason"
         values[":reason"] = reason[:1000]
+    if public_reason:
+        update += ", publicReason = :public"
+        values[":public"] = public_reason[:1000]
     with aws_errors_as_domain_errors():
         return tables.offers.update_item(
             Key={"OfferId": offer["contractId"]},

@@ -2,6 +2,10 @@
 
 Each rule reads one field of the facts (`contractInfo.*`, `contractDraft.*`, `account.*`), compares it
 with its operator and value, and contributes its reason when it does not hold.
+
+Every rule also has a public `code` and `message`: what a client is told. A rule marked `sensitive`
+(it reads what the client must not learn, such as an account's bankruptcy or dispute flag) answers the
+one neutral reason instead; its full reason goes to the audit trail only.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "contains": lambda field, item: item in (field or []),
     "not_contains": lambda field, item: item not in (field or []),
 }
+
+
+# What a sensitive rule (or one without a public code) answers.
+NEUTRAL_REASON = {"code": "NotEligibleThroughThisChannel", "message": "not eligible through this channel"}
 
 
 class RulesFileError(ValueError):
@@ -72,3 +80,31 @@ def _holds(rule: dict[str, Any], known_facts: dict[str, Any]) -> bool:
         return bool(_OPERATORS[rule["operator"]](value, rule["value"]))
     except TypeError:
         return False  # a missing or mistyped fact never makes an offer eligible
+
+
+def public_reason(rule: dict[str, Any] | None) -> dict[str, str]:
+    """The reason a client may see for a failed rule: its code and message, or the neutral one for a
+    sensitive rule, an unknown rule or one without a public code."""
+    if not rule or rule.get("sensitive", False) is not False or not rule.get("code") or not rule.get("message"):
+        return dict(NEUTRAL_REASON)
+    return {"code": str(rule["code"]), "message": str(rule["message"])}
+
+
+def public_reasons(rule_ids: list[str], rules: dict[str, Any]) -> list[dict[str, str]]:
+    """The public reasons of the failed rules `rule_ids`, each once, in order."""
+    by_id = {rule["id"]: rule for rule in rules["rules"]}
+    return _unique([public_reason(by_id.get(rule_id)) for rule_id in rule_ids])
+
+
+def public_reasons_for(reasons: list[str], rules: dict[str, Any]) -> list[dict[str, str]]:
+    """The public reasons of the full `reasons` the rules lab gave (each rule's `reason` text)."""
+    by_reason = {rule["reason"]: rule for rule in rules["rules"]}
+    return _unique([public_reason(by_reason.get(reason)) for reason in reasons])
+
+
+def _unique(reasons: list[dict[str, str]]) -> list[dict[str, str]]:
+    seen: list[dict[str, str]] = []
+    for reason in reasons:
+        if reason not in seen:
+            seen.append(reason)
+    return seen

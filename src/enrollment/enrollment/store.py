@@ -9,29 +9,37 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from commonlib import aws
 from commonlib.clock import isoformat
+from commonlib.errors import ConditionNotMetError, aws_errors_as_domain_errors
 
-RECEIVED, VERIFIED, REJECTED, INELIGIBLE, ENROLLED, FAILED, CANCELLED = (
+RECEIVED, VERIFIED, REJECTED, INELIGIBLE, ENROLLED, FAILED, CANCELLING, CANCELLED = (
     "received",
     "verified",
     "rejected",
     "ineligible",
     "enrolled",
     "failed",
+    "cancelling",
     "cancelled",
 )
-ACTION_PENDING, ACTION_SCHEDULED, ACTION_FULFILLED, ACTION_FAILED, ACTION_CANCELLED = (
+ACTION_PENDING, ACTION_SCHEDULED, ACTION_RUNNING, ACTION_FULFILLED, ACTION_FAILED, ACTION_CANCELLED = (
     "pending",
     "scheduled",
+    "running",
     "fulfilled",
     "failed",
     "cancelled",
 )
+# An action waiting for its day: the same-day ones from the commit (pending), the eventual ones once
+# their hook exists (scheduled).
+ACTION_WAITING = (ACTION_PENDING, ACTION_SCHEDULED)
+ACTION_DONE = (ACTION_FULFILLED, ACTION_FAILED, ACTION_CANCELLED)
 
 # The audit partition of rejected input. Never a contract id: those start with a letter or digit.
 REJECTIONS = "_rejected"
@@ -44,6 +52,8 @@ class Tables:
     ucp: Any
     actions: Any
     audit: Any
+    # The mock downstream system the actions call (ActionEffects): only the fulfillment function has it.
+    effects: Any = None
 
     @property
     def client(self) -> Any:
@@ -57,6 +67,11 @@ class Tables:
             ucp=aws.dynamodb_table(os.environ["UCP_TABLE_NAME"]),
             actions=aws.dynamodb_table(os.environ["ACTIONS_TABLE_NAME"]),
             audit=aws.dynamodb_table(os.environ["AUDIT_TABLE_NAME"]),
+            effects=(
+                aws.dynamodb_table(os.environ["ACTION_EFFECTS_TABLE_NAME"])
+                if os.environ.get("ACTION_EFFECTS_TABLE_NAME")
+                else None
+            ),
         )
 
 
@@ -111,32 +126,40 @@ def expand(entry: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def cancel_action(contract_id: str, action: dict[str, Any], correlation_id: str, at: datetime) -> dict[str, Any]:
-    """The conditional update that cancels one action, as `Table.update_item` keywords (a transaction
-    item adds `TableName`). An eventual action has no item until its hook is scheduled, so this creates
-    it `cancelled` when absent: a later scheduling or hook then finds the action taken."""
+    """The conditional update that cancels one waiting action, as `Table.update_item` keywords (a
+    transaction item adds `TableName`). An eventual action has no item until its hook is scheduled, so
+    this creates it `cancelled` when absent, and replaces an item of an earlier enrollment of the
+    contract (another due time): a later scheduling or hook then finds the action taken."""
+    due = action.get("dueAt")
+    values = {
+        ":cancelled": ACTION_CANCELLED,
+        ":pending": ACTION_PENDING,
+        ":scheduled": ACTION_SCHEDULED,
+        ":now": isoformat(at),
+        ":offset": action["offset"],
+        ":correlation": correlation_id,
+    }
+    condition = "attribute_not_exists(actionName) OR #state IN (:pending, :scheduled)"
+    update = "SET #state = :cancelled, cancelledAt = :now, #offset = :offset, correlationId = :correlation"
+    if due:
+        condition += " OR dueAt <> :due"
+        update += (
+            ", dueAt = :due REMOVE #result, failureReason, completedAt, claimToken, claimedAt, leaseUntil, attempts"
+        )
+        values[":due"] = due
+    names = {"#state": "state", "#offset": "offset"} | ({"#result": "result"} if due else {})
     return {
         "Key": {"contractId": contract_id, "actionName": action["name"]},
-        "UpdateExpression": (
-            "SET #state = :cancelled, cancelledAt = :now, #offset = if_not_exists(#offset, :offset),"
-            " correlationId = if_not_exists(correlationId, :correlation)"
-            + (", dueAt = if_not_exists(dueAt, :due)" if action.get("dueAt") else "")
-        ),
-        "ConditionExpression": "attribute_not_exists(actionName) OR #state IN (:pending, :scheduled)",
-        "ExpressionAttributeNames": {"#state": "state", "#offset": "offset"},
-        "ExpressionAttributeValues": {
-            ":cancelled": ACTION_CANCELLED,
-            ":pending": ACTION_PENDING,
-            ":scheduled": ACTION_SCHEDULED,
-            ":now": isoformat(at),
-            ":offset": action["offset"],
-            ":correlation": correlation_id,
-            **({":due": action["dueAt"]} if action.get("dueAt") else {}),
-        },
+        "UpdateExpression": update,
+        "ConditionExpression": condition,
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
     }
 
 
 def append_audit(tables: Tables, entry: dict[str, Any]) -> None:
-    tables.audit.put_item(Item=entry, ConditionExpression="attribute_not_exists(entryId)")
+    with aws_errors_as_domain_errors():
+        tables.audit.put_item(Item=entry, ConditionExpression="attribute_not_exists(entryId)")
 
 
 def rejection_entry(
@@ -187,11 +210,394 @@ def audit_trail(tables: Tables, contract_id: str) -> list[dict[str, Any]]:
     """A contract's audit items in order (`expand` turns each into the steps it records)."""
     from boto3.dynamodb.conditions import Key
 
+    return _query(tables.audit, KeyConditionExpression=Key("contractId").eq(contract_id), ConsistentRead=True)
+
+
+# ---------------------------------------------------------------- offers
+
+
+def get_offer(tables: Tables, contract_id: str) -> dict[str, Any] | None:
+    with aws_errors_as_domain_errors():
+        return tables.offers.get_item(Key={"OfferId": contract_id}, ConsistentRead=True).get("Item")
+
+
+def scan_offers(tables: Tables, statuses: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+    """Every offer in one of `statuses` (the reconciler's sweep)."""
+    yield from _scan_where_in(tables.offers, "status", statuses)
+
+
+def mark_eventual_workflow(
+    tables: Tables, contract_id: str, execution_name: str, at: datetime, replacing: str | None = None
+) -> None:
+    """Record that `execution_name` schedules the offer's hooks. The first start requires no mark; a
+    re-drive replaces the mark of the run it supersedes (`replacing`). Both require the offer enrolled."""
+    condition = "#status = :enrolled AND " + (
+        "attribute_not_exists(eventualWorkflow)" if replacing is None else "eventualWorkflow.executionName = :old"
+    )
+    values = {":enrolled": ENROLLED, ":mark": {"executionName": execution_name, "startedAt": isoformat(at)}}
+    if replacing is not None:
+        values[":old"] = replacing
+    with aws_errors_as_domain_errors():
+        tables.offers.update_item(
+            Key={"OfferId": contract_id},
+            UpdateExpression="SET eventualWorkflow = :mark",
+            ConditionExpression=condition,
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues=values,
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+
+
+def unmark_eventual_workflow(
+    tables: Tables, contract_id: str, execution_name: str, replacing: str | None = None
+) -> None:
+    """Take back `mark_eventual_workflow` (the start it announced failed): the mark goes, or goes back
+    to the run it replaced."""
+    values: dict[str, Any] = {":name": execution_name}
+    if replacing is None:
+        update = "REMOVE eventualWorkflow"
+    else:
+        update, values[":old"] = "SET eventualWorkflow.executionName = :old", replacing
+    with aws_errors_as_domain_errors():
+        tables.offers.update_item(
+            Key={"OfferId": contract_id},
+            UpdateExpression=update,
+            ConditionExpression="eventualWorkflow.executionName = :name",
+            ExpressionAttributeValues=values,
+        )
+
+
+def start_cancel(tables: Tables, contract_id: str, at: datetime) -> None:
+    """enrolled -> cancelling: from here no action is claimed any more (claims require `enrolled`)."""
+    with aws_errors_as_domain_errors():
+        tables.offers.update_item(
+            Key={"OfferId": contract_id},
+            UpdateExpression="SET #status = :cancelling, cancelRequestedAt = :now",
+            ConditionExpression="#status = :enrolled",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":cancelling": CANCELLING, ":enrolled": ENROLLED, ":now": isoformat(at)},
+        )
+
+
+def finish_cancel(
+    tables: Tables, contract_id: str, outcome: dict[str, Any], entry: dict[str, Any], at: datetime
+) -> None:
+    """cancelling -> cancelled with the answer it gave, and its audit entry, in one transaction."""
+    with aws_errors_as_domain_errors():
+        tables.client.transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": tables.offers.name,
+                        "Key": {"OfferId": contract_id},
+                        "UpdateExpression": "SET #status = :cancelled, cancelledAt = :now, cancelOutcome = :outcome",
+                        "ConditionExpression": "#status = :cancelling",
+                        "ExpressionAttributeNames": {"#status": "status"},
+                        "ExpressionAttributeValues": {
+                            ":cancelled": CANCELLED,
+                            ":cancelling": CANCELLING,
+                            ":now": isoformat(at),
+                            ":outcome": outcome,
+                        },
+                    }
+                },
+                audit_put(tables, entry),
+            ]
+        )
+
+
+def cancel_ucp_contract(tables: Tables, account_id: str, contract_id: str) -> None:
+    with aws_errors_as_domain_errors():
+        tables.ucp.update_item(
+            Key={"accountId": account_id},
+            UpdateExpression="SET contracts.#contract.#status = :cancelled",
+            ConditionExpression="attribute_exists(contracts.#contract)",
+            ExpressionAttributeNames={"#contract": contract_id, "#status": "status"},
+            ExpressionAttributeValues={":cancelled": CANCELLED},
+        )
+
+
+def set_contract_rate(tables: Tables, account_id: str, contract_id: str, rate: Any, key: str, at: datetime) -> None:
+    """The rate change's effect on the UCP: the contract's new rate, stamped with the idempotency key
+    that set it (setting it again with the same key changes nothing)."""
+    with aws_errors_as_domain_errors():
+        tables.ucp.update_item(
+            Key={"accountId": account_id},
+            UpdateExpression="SET contracts.#contract.interestRate = :rate, contracts.#contract.rateChange = :change",
+            ConditionExpression="attribute_exists(contracts.#contract)",
+            ExpressionAttributeNames={"#contract": contract_id},
+            ExpressionAttributeValues={":rate": rate, ":change": {"idempotencyKey": key, "at": isoformat(at)}},
+        )
+
+
+# ---------------------------------------------------------------- actions
+
+
+def get_action(tables: Tables, contract_id: str, name: str) -> dict[str, Any] | None:
+    with aws_errors_as_domain_errors():
+        return tables.actions.get_item(Key={"contractId": contract_id, "actionName": name}, ConsistentRead=True).get(
+            "Item"
+        )
+
+
+def contract_actions(tables: Tables, contract_id: str) -> dict[str, dict[str, Any]]:
+    from boto3.dynamodb.conditions import Key  # loaded by the table resource already
+
+    with aws_errors_as_domain_errors():
+        items = _query(tables.actions, KeyConditionExpression=Key("contractId").eq(contract_id), ConsistentRead=True)
+    return {item["actionName"]: item for item in items}
+
+
+def scan_actions(tables: Tables, states: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+    """Every action in one of `states` (the reconciler's sweep)."""
+    yield from _scan_where_in(tables.actions, "state", states)
+
+
+def claim_action(
+    tables: Tables, contract_id: str, name: str, observed: dict[str, Any], token: str, at: datetime, lease: timedelta
+) -> None:
+    """Claim a waiting action for one delivery: the action goes `running`, owned by `token` until the
+    lease ends, only if it is still as `observed` (same state, same due time, so the same enrollment),
+    it is due, and the contract is enrolled. Raises `ConditionNotMetError` otherwise."""
+    with aws_errors_as_domain_errors():
+        tables.client.transact_write_items(
+            TransactItems=[
+                {"ConditionCheck": {"TableName": tables.offers.name, **_enrolled_as(contract_id, observed)}},
+                {
+                    "Update": {
+                        "TableName": tables.actions.name,
+                        "Key": {"contractId": contract_id, "actionName": name},
+                        **_CLAIM_UPDATE,
+                        "ConditionExpression": "#state = :observed AND dueAt = :due AND dueAt <= :now",
+                        "ExpressionAttributeValues": {
+                            **_claim_values(token, at, lease),
+                            ":observed": observed["state"],
+                            ":due": observed["dueAt"],
+                        },
+                    }
+                },
+            ]
+        )
+
+
+def take_over_claim(
+    tables: Tables, contract_id: str, name: str, observed: dict[str, Any], token: str, at: datetime, lease: timedelta
+) -> None:
+    """Take a `running` action whose lease has lapsed (its delivery crashed). The contract's state is not
+    checked: the action was claimed while it was enrolled, so the cancel that may have followed reported
+    it as in flight, and its downstream call carries the same idempotency key as the first attempt."""
+    with aws_errors_as_domain_errors():
+        tables.actions.update_item(
+            Key={"contractId": contract_id, "actionName": name},
+            **_CLAIM_UPDATE,
+            ConditionExpression="#state = :running AND claimToken = :old AND leaseUntil < :now",
+            ExpressionAttributeValues={
+                **_claim_values(token, at, lease),
+                ":old": observed["claimToken"],
+            },
+        )
+
+
+def _enrolled_as(contract_id: str, action: dict[str, Any]) -> dict[str, Any]:
+    """The condition that the contract is enrolled by the enrollment that created `action` (an item of
+    an earlier, reverted enrollment of the contract never runs for a later one)."""
+    condition = {
+        "Key": {"OfferId": contract_id},
+        "ConditionExpression": "#status = :enrolled",
+        "ExpressionAttributeNames": {"#status": "status"},
+        "ExpressionAttributeValues": {":enrolled": ENROLLED},
+    }
+    if action.get("enrollmentDate"):
+        condition["ConditionExpression"] += " AND #offer.enrollmentDate = :enrollment"
+        condition["ExpressionAttributeNames"]["#offer"] = "offer"
+        condition["ExpressionAttributeValues"][":enrollment"] = action["enrollmentDate"]
+    return condition
+
+
+# The first claim's time stays: it is when the action was committed to (before any cancel that followed).
+_CLAIM_UPDATE = {
+    "UpdateExpression": (
+        "SET #state = :running, claimToken = :token, claimedAt = if_not_exists(claimedAt, :now),"
+        " leaseUntil = :lease, attempts = if_not_exists(attempts, :zero) + :one"
+    ),
+    "ExpressionAttributeNames": {"#state": "state"},
+}
+
+
+def _claim_values(token: str, at: datetime, lease: timedelta) -> dict[str, Any]:
+    return {
+        ":running": ACTION_RUNNING,
+        ":token": token,
+        ":now": isoformat(at),
+        ":lease": isoformat(at + lease),
+        ":zero": 0,
+        ":one": 1,
+    }
+
+
+def release_claim(tables: Tables, contract_id: str, name: str, token: str, error: str) -> None:
+    """Give a claimed action back (running -> scheduled) after its performance failed, so the next
+    delivery retries it with the same idempotency key."""
+    with aws_errors_as_domain_errors():
+        tables.actions.update_item(
+            Key={"contractId": contract_id, "actionName": name},
+            UpdateExpression="SET #state = :scheduled, lastError = :error REMOVE claimToken, leaseUntil",
+            ConditionExpression="#state = :running AND claimToken = :token",
+            ExpressionAttributeNames={"#state": "state"},
+            ExpressionAttributeValues={
+                ":scheduled": ACTION_SCHEDULED,
+                ":running": ACTION_RUNNING,
+                ":token": token,
+                ":error": error[:MAX_REASON_CHARS],
+            },
+        )
+
+
+def complete_action(
+    tables: Tables,
+    contract_id: str,
+    name: str,
+    token: str,
+    state: str,
+    detail: Any,
+    trigger: str,
+    entry: dict[str, Any],
+    at: datetime,
+) -> None:
+    """running -> fulfilled|failed, by the delivery that owns the claim, with its audit entry."""
+    attribute = "result" if state == ACTION_FULFILLED else "failureReason"
+    with aws_errors_as_domain_errors():
+        tables.client.transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": tables.actions.name,
+                        "Key": {"contractId": contract_id, "actionName": name},
+                        "UpdateExpression": (
+                            "SET #state = :state, completedAt = :now, #trigger = :trigger, #detail = :detail"
+                            " REMOVE leaseUntil"
+                        ),
+                        "ConditionExpression": "#state = :running AND claimToken = :token",
+                        "ExpressionAttributeNames": {"#state": "state", "#trigger": "trigger", "#detail": attribute},
+                        "ExpressionAttributeValues": {
+                            ":state": state,
+                            ":running": ACTION_RUNNING,
+                            ":token": token,
+                            ":now": isoformat(at),
+                            ":trigger": trigger,
+                            ":detail": detail,
+                        },
+                    }
+                },
+                audit_put(tables, entry),
+            ]
+        )
+
+
+def cancel_waiting_action(
+    tables: Tables, contract_id: str, name: str, reason: str, entry: dict[str, Any], at: datetime
+) -> None:
+    """A waiting action of a contract that is no longer enrolled: cancelled, never performed."""
+    with aws_errors_as_domain_errors():
+        tables.client.transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": tables.actions.name,
+                        "Key": {"contractId": contract_id, "actionName": name},
+                        "UpdateExpression": "SET #state = :cancelled, cancelledAt = :now, failureReason = :reason",
+                        "ConditionExpression": "#state IN (:pending, :scheduled)",
+                        "ExpressionAttributeNames": {"#state": "state"},
+                        "ExpressionAttributeValues": {
+                            ":cancelled": ACTION_CANCELLED,
+                            ":pending": ACTION_PENDING,
+                            ":scheduled": ACTION_SCHEDULED,
+                            ":now": isoformat(at),
+                            ":reason": reason[:MAX_REASON_CHARS],
+                        },
+                    }
+                },
+                audit_put(tables, entry),
+            ]
+        )
+
+
+def fail_unscheduled_action(tables: Tables, contract_id: str, name: str, reason: str, at: datetime) -> None:
+    """A scheduled action whose hook cannot be (re)created: failed with the reason, never silent."""
+    with aws_errors_as_domain_errors():
+        tables.actions.update_item(
+            Key={"contractId": contract_id, "actionName": name},
+            UpdateExpression="SET #state = :failed, failureReason = :reason, completedAt = :now",
+            ConditionExpression="#state IN (:pending, :scheduled)",
+            ExpressionAttributeNames={"#state": "state"},
+            ExpressionAttributeValues={
+                ":failed": ACTION_FAILED,
+                ":pending": ACTION_PENDING,
+                ":scheduled": ACTION_SCHEDULED,
+                ":now": isoformat(at),
+                ":reason": reason[:MAX_REASON_CHARS],
+            },
+        )
+
+
+# ---------------------------------------------------------------- the mock downstream system
+
+
+def record_effect(tables: Tables, key: str, contract_id: str, action_name: str, claimed_at: str, at: datetime) -> bool:
+    """What the downstream system does with one call: performs the effect once per idempotency key
+    (one item), and counts every call it received with that key (`calls`), so a second performance is
+    visible even though the key kept it harmless. True when this call performed the effect."""
+    try:
+        with aws_errors_as_domain_errors():
+            tables.effects.put_item(
+                Item={
+                    "idempotencyKey": key,
+                    "contractId": contract_id,
+                    "actionName": action_name,
+                    "claimedAt": claimed_at,
+                    "performedAt": isoformat(at),
+                    "calls": 1,
+                },
+                ConditionExpression="attribute_not_exists(idempotencyKey)",
+            )
+    except ConditionNotMetError:
+        with aws_errors_as_domain_errors():
+            tables.effects.update_item(
+                Key={"idempotencyKey": key},
+                UpdateExpression="ADD calls :one SET lastCallAt = :now",
+                ExpressionAttributeValues={":one": 1, ":now": isoformat(at)},
+            )
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- paging
+
+
+def _query(table: Any, **query: Any) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
-    query = {"KeyConditionExpression": Key("contractId").eq(contract_id), "ConsistentRead": True}
     while True:
-        page = tables.audit.query(**query)
+        page = table.query(**query)
         items += page["Items"]
         if "LastEvaluatedKey" not in page:
             return items
         query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _scan_where_in(table: Any, attribute: str, values: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+    """Every item whose `attribute` is one of `values`: a paginated, consistent scan. A sweep's cost grows
+    with the table; a sparse index of the open items is the next step when that matters."""
+    placeholders = {f":v{index}": value for index, value in enumerate(values)}
+    scan: dict[str, Any] = {
+        "FilterExpression": f"#attribute IN ({', '.join(placeholders)})",
+        "ExpressionAttributeNames": {"#attribute": attribute},
+        "ExpressionAttributeValues": placeholders,
+        "ConsistentRead": True,
+    }
+    while True:
+        with aws_errors_as_domain_errors():
+            page = table.scan(**scan)
+        yield from page["Items"]
+        if "LastEvaluatedKey" not in page:
+            return
+        scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -1,13 +1,21 @@
-"""Fault injection for local resilience tests: make a chosen function fail its next N invocations.
+"""Fault injection for local resilience tests: make a chosen function fail at a chosen point of its
+next N invocations.
 
-Only a stack deployed with `FaultInjection=enabled` (samconfig `local`; the default is `disabled`)
-has the fault table and the `FAULT_INJECTION_TABLE` variable. Without the variable the decorator
-does nothing but read the environment, so nothing here can fire on a default deployment.
+Only a stack deployed with `FaultInjection=enabled` (samconfig `local`; the default is `disabled`, and
+the template's `Rules` refuse it outside the emulator) has the fault table and the
+`FAULT_INJECTION_TABLE` variable. Without the variable the decorator does nothing but read the
+environment, so nothing here can fire on a default deployment.
 
-A fault is armed by writing `{"functionName": <name>, "remaining": N}` to the table (see
-`arm`). Each invocation of that function atomically takes one unit while `remaining > 0` and then
-raises `InjectedFaultError` before the handler runs, so the handler's effects never happen: the fault
-looks like a crash of the function, which is what Retry, Catch and the event sources must absorb.
+A fault is armed for one *point* of one function (see `arm`):
+- `before`: the invocation fails before the handler runs, so none of its effects happen;
+- `after`: the handler runs to the end, then the invocation fails (crash after commit: every write
+  and effect happened, the caller sees a failure and retries);
+- any name the domain code passes to `checkpoint`, for example `after-claim` or `after-effect`: the
+  invocation fails right there, between two writes.
+
+Each armed invocation atomically takes one unit of that point's count while it is above zero, then
+raises `InjectedFaultError`. The function's item is read once per invocation; a function with nothing
+armed costs that one read and nothing else.
 """
 
 from __future__ import annotations
@@ -20,51 +28,88 @@ from typing import Any
 from commonlib import aws
 
 FAULT_TABLE_VARIABLE = "FAULT_INJECTION_TABLE"
+BEFORE, AFTER = "before", "after"
 
 
 class InjectedFaultError(RuntimeError):
-    """Raised instead of running the handler while a fault is armed for the function."""
+    """Raised at an armed point instead of going on."""
+
+
+class _Invocation:
+    """The function running now and the points armed for it (one invocation at a time per worker)."""
+
+    function_name: str | None = None
+    armed: frozenset[str] = frozenset()
 
 
 def injectable[F: Callable[..., Any]](handler: F) -> F:
     @functools.wraps(handler)
     def guarded(event: Any, context: Any) -> Any:
         table_name = os.environ.get(FAULT_TABLE_VARIABLE)
+        _Invocation.function_name, _Invocation.armed = None, frozenset()
         if table_name:
-            _fail_if_armed(aws.client("dynamodb"), table_name, context.function_name)
-        return handler(event, context)
+            _Invocation.function_name = context.function_name
+            _Invocation.armed = _armed_points(aws.client("dynamodb"), table_name, context.function_name)
+        try:
+            checkpoint(BEFORE)
+            result = handler(event, context)
+            checkpoint(AFTER)
+            return result
+        finally:
+            _Invocation.function_name, _Invocation.armed = None, frozenset()
 
     return guarded  # type: ignore[return-value]
 
 
-def _fail_if_armed(dynamodb: Any, table_name: str, function_name: str) -> None:
+def checkpoint(point: str) -> None:
+    """Fail here if a fault is armed for this point of the running function; otherwise do nothing."""
+    if point not in _Invocation.armed or _Invocation.function_name is None:
+        return
+    table_name = os.environ[FAULT_TABLE_VARIABLE]
+    dynamodb = aws.client("dynamodb")
     try:
         answer = dynamodb.update_item(
             TableName=table_name,
-            Key={"functionName": {"S": function_name}},
-            UpdateExpression="SET remaining = remaining - :one ADD injected :one",
-            ConditionExpression="remaining > :zero",
+            Key={"functionName": {"S": _Invocation.function_name}},
+            UpdateExpression="SET points.#point = points.#point - :one, injected.#point = injected.#point + :one",
+            ConditionExpression="points.#point > :zero",
+            ExpressionAttributeNames={"#point": point},
             ExpressionAttributeValues={":one": {"N": "1"}, ":zero": {"N": "0"}},
             ReturnValues="ALL_NEW",
         )
     except dynamodb.exceptions.ConditionalCheckFailedException:
-        return  # nothing armed for this function
-    injected = answer["Attributes"]["injected"]["N"]
-    raise InjectedFaultError(f"injected fault {injected} in {function_name} (local fault injection)")
+        return  # used up by an earlier invocation
+    injected = answer["Attributes"]["injected"]["M"][point]["N"]
+    where = _Invocation.function_name if point == BEFORE else f"{_Invocation.function_name} ({point})"
+    raise InjectedFaultError(f"injected fault {injected} in {where} (local fault injection)")
 
 
-def arm(dynamodb: Any, table_name: str, function_name: str, failures: int) -> None:
-    """Make `function_name` fail its next `failures` invocations (0 disarms it)."""
-    dynamodb.put_item(
+def _armed_points(dynamodb: Any, table_name: str, function_name: str) -> frozenset[str]:
+    item = dynamodb.get_item(TableName=table_name, Key={"functionName": {"S": function_name}}, ConsistentRead=True)
+    points = item.get("Item", {}).get("points", {}).get("M", {})
+    return frozenset(point for point, count in points.items() if int(count["N"]) > 0)
+
+
+def arm(dynamodb: Any, table_name: str, function_name: str, failures: int, at: str = BEFORE) -> None:
+    """Make `function_name` fail at point `at` of its next `failures` invocations (0 disarms it)."""
+    key = {"functionName": {"S": function_name}}
+    dynamodb.update_item(
         TableName=table_name,
-        Item={
-            "functionName": {"S": function_name},
-            "remaining": {"N": str(failures)},
-            "injected": {"N": "0"},
-        },
+        Key=key,
+        # One placeholder per map: ministack 1.5.33 stores a value used twice as one shared object, so
+        # `points` and `injected` would then change together.
+        UpdateExpression="SET points = if_not_exists(points, :points), injected = if_not_exists(injected, :injected)",
+        ExpressionAttributeValues={":points": {"M": {}}, ":injected": {"M": {}}},
+    )
+    dynamodb.update_item(
+        TableName=table_name,
+        Key=key,
+        UpdateExpression="SET points.#point = :failures, injected.#point = :zero",
+        ExpressionAttributeNames={"#point": at},
+        ExpressionAttributeValues={":failures": {"N": str(failures)}, ":zero": {"N": "0"}},
     )
 
 
-def injected_count(dynamodb: Any, table_name: str, function_name: str) -> int:
+def injected_count(dynamodb: Any, table_name: str, function_name: str, at: str = BEFORE) -> int:
     item = dynamodb.get_item(TableName=table_name, Key={"functionName": {"S": function_name}}, ConsistentRead=True)
-    return int(item.get("Item", {}).get("injected", {"N": "0"})["N"])
+    return int(item.get("Item", {}).get("injected", {}).get("M", {}).get(at, {"N": "0"})["N"])

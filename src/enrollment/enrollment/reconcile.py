@@ -1,0 +1,242 @@
+"""The reconciler: finds what a single fault left behind on the eventual path, and repairs it.
+
+It runs on a schedule (the `Reconcile` function's EventBridge rule) and on demand (invoke the function;
+`{"dryRun": true}` only reports). Each repair is idempotent and guarded by the same conditional writes
+as the normal path, so running it twice, or beside the normal path, changes nothing more. What it
+repairs, once a fault has had `grace` to clear by itself:
+
+- an enrolled contract whose eventual workflow never confirmed (DataLambda died after its claim, the
+  async run failed or timed out): its workflow is re-driven from the offer item, never from the
+  execution (AWS does not describe EXPRESS executions);
+- a contract left `cancelling` (its cancel was interrupted and not retried): the cancel is finished;
+- a waiting action without a live hook (its hook was lost, or its delivery failed and gave the claim
+  back) and a `running` action whose lease lapsed (its delivery crashed after the claim): a hook is
+  created that fires now, and the delivery claims (or takes over) the action;
+- a waiting action of a contract that is no longer enrolled (reverted): cancelled;
+- a hook of a contract that is not enrolled: deleted.
+
+An action whose hook cannot be created is failed with the reason, which the `ActionFailed` alarm
+reports. Every repair is audited on its contract (`reconcile`) and counted in the answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from commonlib.clock import Clock, isoformat, parse_isoformat, utc_now
+from commonlib.errors import ConditionNotMetError, DomainError, TransientDependencyError, map_client_error
+from enrollment import eventual, hooks, manage, store
+from enrollment.store import Tables
+
+
+@dataclass(frozen=True)
+class Settings:
+    grace: timedelta
+    offset_unit_seconds: int
+    async_state_machine_arn: str
+    hook_target: hooks.HookTarget
+    dry_run: bool = False
+
+
+@dataclass
+class Report:
+    redriven: list[str] = field(default_factory=list)
+    cancelsFinished: list[str] = field(default_factory=list)  # noqa: N815
+    hooksRecreated: list[str] = field(default_factory=list)  # noqa: N815
+    actionsCancelled: list[str] = field(default_factory=list)  # noqa: N815
+    actionsFailed: list[str] = field(default_factory=list)  # noqa: N815
+    hooksDeleted: list[str] = field(default_factory=list)  # noqa: N815
+
+    def repairs(self) -> int:
+        return sum(len(found) for found in vars(self).values())
+
+
+def reconcile(
+    tables: Tables, scheduler: Any, stepfunctions: Any, settings: Settings, clock: Clock = utc_now
+) -> dict[str, Any]:
+    now = clock()
+    report = Report()
+    failures: list[str] = []
+
+    def attempt(what: str, repair: Any, *args: Any) -> None:
+        """One repair; a failing one is reported and the sweep goes on (the run raises at its end)."""
+        try:
+            repair(*args)
+        except Exception as error:  # re-raised below, after the other repairs
+            failures.append(f"{what}: {type(error).__name__}: {error}")
+
+    offers: dict[str, dict[str, Any] | None] = {}
+    for offer in store.scan_offers(tables, (store.ENROLLED, store.CANCELLING)):
+        offers[offer["OfferId"]] = offer
+        if offer["status"] == store.ENROLLED and _unconfirmed(offer, now, settings.grace):
+            attempt(offer["OfferId"], _redrive, tables, stepfunctions, settings, offer, report, clock)
+        elif offer["status"] == store.CANCELLING and _older(offer.get("cancelRequestedAt"), now, settings.grace):
+            attempt(offer["OfferId"], _finish_cancel, tables, scheduler, settings, offer, report, clock)
+    for action in store.scan_actions(tables, (*store.ACTION_WAITING, store.ACTION_RUNNING)):
+        contract_id = action["contractId"]
+        if contract_id not in offers:
+            offers[contract_id] = store.get_offer(tables, contract_id)
+        label = f"{contract_id}/{action['actionName']}"
+        attempt(label, _check_action, tables, scheduler, settings, offers[contract_id], action, report, clock)
+    for name in _hook_names(scheduler, settings.hook_target.schedule_group):
+        contract_id = hooks.contract_id_of(name)
+        if contract_id not in offers:
+            offers[contract_id] = store.get_offer(tables, contract_id)
+        status = (offers[contract_id] or {}).get("status")
+        if status not in (store.ENROLLED, store.CANCELLING):
+            report.hooksDeleted.append(f"{name} (contract {status or 'unknown'})")
+            if not settings.dry_run:
+                attempt(name, manage.delete_schedule, scheduler, settings.hook_target.schedule_group, name)
+    if failures:
+        raise ReconcileError(f"{len(failures)} repairs failed: " + "; ".join(failures)[:2000], report=vars(report))
+    return {"dryRun": settings.dry_run, "repairs": report.repairs(), **vars(report)}
+
+
+class ReconcileError(DomainError):
+    """Some repairs failed (the others were made): the function fails, so its errors alarm fires, and
+    the next run tries them again."""
+
+
+def _unconfirmed(offer: dict[str, Any], now: datetime, grace: timedelta) -> bool:
+    mark = offer.get("eventualWorkflow") or {}
+    if mark.get("confirmedAt"):
+        return False
+    return _older(mark.get("startedAt") or offer.get("enrolledAt"), now, grace)
+
+
+def _older(timestamp: str | None, now: datetime, grace: timedelta) -> bool:
+    return timestamp is not None and parse_isoformat(timestamp) < now - grace
+
+
+def _redrive(
+    tables: Tables, stepfunctions: Any, settings: Settings, offer: dict[str, Any], report: Report, clock: Clock
+) -> None:
+    contract_id = offer["OfferId"]
+    previous = (offer.get("eventualWorkflow") or {}).get("executionName")
+    report.redriven.append(f"{contract_id} (after {previous or 'no start'})")
+    if settings.dry_run:
+        return
+    record = eventual.record_from_offer(offer, settings.offset_unit_seconds, clock())
+    if previous is None:
+        started = eventual.start_eventual_workflow(
+            tables, stepfunctions, settings.async_state_machine_arn, record, clock
+        )
+    else:
+        started = eventual.start_eventual_workflow(
+            tables, stepfunctions, settings.async_state_machine_arn, record, clock, replacing=previous
+        )
+    _audit(tables, offer, f"eventual workflow re-driven: {started}", clock)
+
+
+def _finish_cancel(
+    tables: Tables, scheduler: Any, settings: Settings, offer: dict[str, Any], report: Report, clock: Clock
+) -> None:
+    report.cancelsFinished.append(offer["OfferId"])
+    if not settings.dry_run:
+        manage.cancel_enrollment(
+            tables,
+            scheduler,
+            settings.hook_target.schedule_group,
+            offer["OfferId"],
+            clock,
+            settings.offset_unit_seconds,
+        )
+
+
+def _check_action(
+    tables: Tables,
+    scheduler: Any,
+    settings: Settings,
+    offer: dict[str, Any] | None,
+    action: dict[str, Any],
+    report: Report,
+    clock: Clock,
+) -> None:
+    now, name, contract_id = clock(), action["actionName"], action["contractId"]
+    label = f"{contract_id}/{name}"
+    status = (offer or {}).get("status")
+    if status == store.CANCELLING:
+        return  # its cancel handles it (finished above once it is older than the grace)
+    enrollment = (offer or {}).get("offer", {}).get("enrollmentDate")
+    if action.get("enrollmentDate") and action["enrollmentDate"] != enrollment:
+        return  # an item of an earlier enrollment: no claim can run it (`store.claim_action`)
+    if action["state"] in store.ACTION_WAITING and status != store.ENROLLED:
+        report.actionsCancelled.append(f"{label} (contract {status or 'unknown'})")
+        if not settings.dry_run:
+            entry = store.audit_entry(contract_id, f"action:{name}", f"cancelled: contract {status}", "reconcile", now)
+            reason = f"not performed: the contract is {status}"
+            with contextlib.suppress(ConditionNotMetError):  # claimed or cancelled meanwhile
+                store.cancel_waiting_action(tables, contract_id, name, reason, entry, now)
+        return
+    if not _needs_hook(scheduler, settings, action, now):
+        return
+    report.hooksRecreated.append(f"{label} ({action['state']})")
+    if settings.dry_run:
+        return
+    by_name = {entry["name"]: entry for entry in eventual.draft_actions(offer, settings.offset_unit_seconds)}
+    planned = by_name.get(name, {"name": name, "offset": int(action.get("offset", 0)), "data": {}})
+    hook = eventual.hook(
+        contract_id,
+        action.get("correlationId") or offer["offer"]["correlationId"],
+        {**planned, "dueAt": action["dueAt"]},
+        now,
+    )
+    try:
+        hooks.create_hook(scheduler, settings.hook_target, hook)
+    except TransientDependencyError:
+        raise  # the run fails (its alarm) after its other repairs, and the next run tries again
+    except DomainError as error:
+        report.actionsFailed.append(label)
+        reason = f"the hook could not be re-created: {error.message}"
+        try:
+            store.fail_unscheduled_action(tables, contract_id, name, reason, now)
+        except ConditionNotMetError:
+            return
+    _audit(tables, offer, f"hook re-created for {name} ({action['state']})", clock)
+
+
+def _needs_hook(scheduler: Any, settings: Settings, action: dict[str, Any], now: datetime) -> bool:
+    """A lapsed claim always does; a waiting action does when it has no live hook and none of the normal
+    path's own delays (scheduling, firing, Lambda's retries) can explain it any more."""
+    if action["state"] == store.ACTION_RUNNING:
+        return action.get("leaseUntil", "") < isoformat(now)
+    since = action.get("scheduledAt") or action.get("dueAt")
+    if not _older(since, now, settings.grace):
+        return False
+    due = parse_isoformat(action["dueAt"])
+    if due > now - settings.grace and due <= now:
+        return False  # it fired moments ago: its delivery is under way
+    return not _live_hook(scheduler, settings.hook_target.schedule_group, action)
+
+
+def _live_hook(scheduler: Any, group: str, action: dict[str, Any]) -> bool:
+    from botocore.exceptions import ClientError  # loaded by the scheduler client already
+
+    try:
+        schedule = scheduler.get_schedule(
+            GroupName=group, Name=hooks.schedule_name(action["contractId"], action["actionName"])
+        )
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            return False
+        raise map_client_error(error) from error
+    target = json.loads(schedule["Target"]["Input"])
+    return target.get("action", {}).get("dueAt") == action["dueAt"]
+
+
+def _hook_names(scheduler: Any, group: str) -> list[str]:
+    names = []
+    for page in scheduler.get_paginator("list_schedules").paginate(GroupName=group):
+        names += [summary["Name"] for summary in page["Schedules"]]
+    return names
+
+
+def _audit(tables: Tables, offer: dict[str, Any] | None, outcome: str, clock: Clock) -> None:
+    if offer is None:
+        return
+    correlation_id = offer.get("offer", {}).get("correlationId", "reconcile")
+    store.append_audit(tables, store.audit_entry(offer["OfferId"], "reconcile", outcome[:500], correlation_id, clock()))

@@ -1,0 +1,256 @@
+"""Fulfillment claims an action before it acts: one effect per action, on its day, only while enrolled.
+
+Effects are counted in the mock downstream table (ActionEffects): one item per idempotency key, and
+`calls` counts every call the downstream received with that key.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from commonlib.clock import isoformat, parse_isoformat
+from enrollment import fulfillment, manage, offers, store
+from enrollment.store import Tables
+from tests.unit.enrollment_fixtures import EXECUTION, OTHER_EXECUTION, STARTED, FixedClock, schedule_hook, seed_offer
+
+CONTRACT = "C-1001"
+
+
+def effects(tables: Tables) -> list[dict[str, Any]]:
+    return tables.effects.scan(ConsistentRead=True)["Items"]
+
+
+def action_item(tables: Tables, name: str) -> dict[str, Any]:
+    return tables.actions.get_item(Key={"contractId": CONTRACT, "actionName": name}, ConsistentRead=True)["Item"]
+
+
+def due_clock(action: dict[str, Any], seconds_after: float = 1) -> FixedClock:
+    return FixedClock(parse_isoformat(action["dueAt"]) + timedelta(seconds=seconds_after))
+
+
+def deliver(tables: Tables, action: dict[str, Any], clock: FixedClock, owner: str = "t1") -> dict[str, Any]:
+    return fulfillment.fulfil(tables, CONTRACT, action, "corr", "hook", owner, clock)
+
+
+@pytest.fixture
+def rate_change(enrollment_tables: Tables, enrolled: dict[str, Any]) -> dict[str, Any]:
+    """The seed's rateChange (offset 16, otherData.newRate 0.0499), its hook scheduled."""
+    action = next(a for a in enrolled["eventualActions"] if a["name"] == "rateChange")
+    schedule_hook(enrollment_tables, CONTRACT, action)
+    return action
+
+
+def test_every_supported_action_has_a_handler() -> None:
+    from enrollment.action_names import SUPPORTED_ACTIONS
+
+    assert set(fulfillment.REGISTRY) == set(SUPPORTED_ACTIONS)
+
+
+def test_a_hook_delivered_twice_performs_the_effect_once(enrollment_tables: Tables, rate_change: dict) -> None:
+    clock = due_clock(rate_change)
+    first = deliver(enrollment_tables, rate_change, clock, "t1")
+    second = deliver(enrollment_tables, rate_change, clock, "t2")
+
+    assert (first["status"], first["duplicate"]) == ("fulfilled", False)
+    assert (second["status"], second["duplicate"]) == ("fulfilled", True)
+    [effect] = effects(enrollment_tables)
+    assert effect["calls"] == 1, "the second delivery must not call the downstream system"
+    assert effect["idempotencyKey"] == f"{CONTRACT}/rateChange/{rate_change['dueAt']}"
+    assert (effect["contractId"], effect["actionName"]) == (CONTRACT, "rateChange")
+
+
+def test_rate_change_sets_the_seeds_new_rate_on_the_contract_in_the_ucp(
+    enrollment_tables: Tables, rate_change: dict
+) -> None:
+    result = deliver(enrollment_tables, rate_change, due_clock(rate_change))
+
+    assert result["result"] == {"effect": "interest rate changed", "newRate": 0.0499}
+    contract = enrollment_tables.ucp.get_item(Key={"accountId": "A-100"})["Item"]["contracts"][CONTRACT]
+    assert str(contract["interestRate"]) == "0.0499"
+    assert contract["rateChange"]["idempotencyKey"] == f"{CONTRACT}/rateChange/{rate_change['dueAt']}"
+
+
+def test_an_action_is_not_performed_before_its_day(enrollment_tables: Tables, rate_change: dict) -> None:
+    result = deliver(enrollment_tables, rate_change, due_clock(rate_change, seconds_after=-60))
+
+    assert result["status"] == "scheduled"
+    assert result["reason"] == f"not due until {rate_change['dueAt']}"
+    assert effects(enrollment_tables) == []
+    assert action_item(enrollment_tables, "rateChange")["state"] == "scheduled"
+
+
+def test_an_action_of_a_cancelled_contract_is_cancelled_not_performed(
+    enrollment_tables: Tables, rate_change: dict
+) -> None:
+    store.start_cancel(enrollment_tables, CONTRACT, STARTED)
+
+    result = deliver(enrollment_tables, rate_change, due_clock(rate_change))
+
+    assert result["status"] == "cancelled"
+    assert effects(enrollment_tables) == []
+    item = action_item(enrollment_tables, "rateChange")
+    assert (item["state"], item["failureReason"]) == ("cancelled", "not performed: the contract is cancelling")
+
+
+def test_a_hook_of_an_earlier_enrollment_performs_nothing(enrollment_tables: Tables, rate_change: dict) -> None:
+    stale = {**rate_change, "dueAt": "2025-01-01T00:00:00.000Z"}
+
+    result = deliver(enrollment_tables, stale, due_clock(rate_change))
+
+    assert (result["status"], result["duplicate"]) == ("stale", True)
+    assert effects(enrollment_tables) == []
+    assert action_item(enrollment_tables, "rateChange")["state"] == "scheduled"
+
+
+def test_a_crash_after_the_effect_is_finished_with_the_same_key_once_the_lease_lapses(
+    enrollment_tables: Tables, rate_change: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = due_clock(rate_change)
+    real_complete = store.complete_action
+
+    def crash(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the function died after its effect")
+
+    monkeypatch.setattr(store, "complete_action", crash)
+    with pytest.raises(RuntimeError):
+        deliver(enrollment_tables, rate_change, clock, "t1")
+    monkeypatch.setattr(store, "complete_action", real_complete)
+    assert action_item(enrollment_tables, "rateChange")["state"] == "running"
+
+    during_lease = deliver(enrollment_tables, rate_change, clock, "t2")
+    assert (during_lease["status"], during_lease["duplicate"]) == ("running", True)
+    assert effects(enrollment_tables)[0]["calls"] == 1, "a live claim is never performed by another delivery"
+
+    clock.advance(fulfillment.LEASE.total_seconds() + 1)
+    after_lease = deliver(enrollment_tables, rate_change, clock, "t3")
+
+    assert (after_lease["status"], after_lease["duplicate"]) == ("fulfilled", False)
+    [effect] = effects(enrollment_tables)
+    assert effect["calls"] == 2, "retried with the same idempotency key: the downstream performed it once"
+    item = action_item(enrollment_tables, "rateChange")
+    assert (item["state"], item["attempts"], item["claimToken"]) == ("fulfilled", 2, "t3")
+
+
+def test_a_failing_performance_gives_the_claim_back_then_fails_on_the_third_attempt(
+    enrollment_tables: Tables, rate_change: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def downstream_down(job: fulfillment.Performance) -> dict[str, Any]:
+        raise ConnectionError("downstream unavailable")
+
+    monkeypatch.setitem(fulfillment.REGISTRY, "rateChange", downstream_down)
+    clock = due_clock(rate_change)
+    for attempt in (1, 2):
+        with pytest.raises(ConnectionError):
+            deliver(enrollment_tables, rate_change, clock, f"t{attempt}")
+        item = action_item(enrollment_tables, "rateChange")
+        assert (item["state"], item["lastError"]) == ("scheduled", "ConnectionError: downstream unavailable")
+
+    third = deliver(enrollment_tables, rate_change, clock, "t3")
+
+    assert (third["status"], third["reason"]) == ("failed", "attempt 3: ConnectionError: downstream unavailable")
+    assert action_item(enrollment_tables, "rateChange")["failureReason"] == third["reason"]
+    audit = [e for e in enrollment_tables.audit.scan()["Items"] if e["step"] == "action:rateChange"]
+    assert [e["outcome"] for e in audit] == ["failed (hook)"]
+
+
+def test_an_unregistered_action_ends_failed_with_its_reason(
+    enrollment_tables: Tables, enrolled: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The intake refuses such an action; one enrolled before its handler was removed stands for it here.
+    monkeypatch.delitem(fulfillment.REGISTRY, "action2")
+    same_day = enrolled["immediateActions"][0]
+
+    result = fulfillment.fulfil(enrollment_tables, CONTRACT, same_day, "corr", "same-day", "t1", due_clock(same_day))
+
+    assert (result["status"], result["reason"]) == ("failed", "no handler is registered for action 'action2'")
+    assert effects(enrollment_tables) == []
+
+
+def test_a_same_day_action_is_performed_by_the_immediate_workflow(
+    enrollment_tables: Tables, enrolled: dict[str, Any]
+) -> None:
+    same_day = enrolled["immediateActions"][0]
+
+    result = fulfillment.fulfil(enrollment_tables, CONTRACT, same_day, "corr", "same-day", "t1", due_clock(same_day))
+
+    assert (result["status"], result["result"]) == ("fulfilled", {"effect": "mock action2 performed"})
+    assert [e["actionName"] for e in effects(enrollment_tables)] == ["action2"]
+    assert action_item(enrollment_tables, "action2")["trigger"] == "same-day"
+
+
+def test_an_item_of_a_reverted_enrollment_never_runs_for_the_next_one(
+    enrollment_tables: Tables, enrolled: dict[str, Any]
+) -> None:
+    """A revert that crashed before cancelling the eventual items leaves one scheduled; the contract is then
+    enrolled again by another execution: the old item's hook must not perform anything."""
+    action1 = next(a for a in enrolled["eventualActions"] if a["name"] == "action1")
+    schedule_hook(enrollment_tables, CONTRACT, action1)
+    enrollment_tables.offers.update_item(
+        Key={"OfferId": CONTRACT},
+        UpdateExpression="SET #offer.enrollmentDate = :later, executionId = :other",
+        ExpressionAttributeNames={"#offer": "offer"},
+        ExpressionAttributeValues={":later": isoformat(STARTED + timedelta(hours=1)), ":other": OTHER_EXECUTION},
+    )
+
+    result = deliver(enrollment_tables, action1, due_clock(action1))
+
+    assert result["status"] != "fulfilled"
+    assert effects(enrollment_tables) == []
+
+
+def test_a_hook_for_an_action_never_enrolled_is_a_named_audited_rejection(enrollment_tables: Tables) -> None:
+    result = fulfillment.fulfil(enrollment_tables, "C-404", {"name": "action1", "offset": 3}, "corr", "hook", "t1")
+
+    assert (result["status"], result["error"], result["name"]) == ("rejected", "ActionNotEnrolled", "action1")
+    assert enrollment_tables.actions.scan()["Items"] == []
+    [entry] = enrollment_tables.audit.scan()["Items"]
+    assert (entry["contractId"], entry["step"], entry["outcome"]) == (
+        "_rejected",
+        "reject:hook",
+        "rejected: ActionNotEnrolled",
+    )
+    assert entry["details"]["claimed"] == {"contractId": "C-404", "actionName": "action1", "correlationId": "corr"}
+
+
+def test_cancel_racing_a_claimed_action_reports_it_in_flight_never_both(
+    enrollment_tables: Tables, rate_change: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The delivery claims, then the cancel runs while the effect is in flight: the cancel reports the
+    action among the completed ones and cancels the rest; the delivery completes it."""
+    clock = due_clock(rate_change)
+    scheduler = NoHooks()
+    reports: list[dict[str, Any]] = []
+
+    def cancel_during_effect(job: fulfillment.Performance) -> dict[str, Any]:
+        reports.append(manage.cancel_enrollment(enrollment_tables, scheduler, "hooks", CONTRACT, clock))
+        return fulfillment.change_rate(job)
+
+    monkeypatch.setitem(fulfillment.REGISTRY, "rateChange", cancel_during_effect)
+    result = deliver(enrollment_tables, rate_change, clock)
+
+    [report] = reports
+    assert {"name": "rateChange", "state": "running"} in report["completedActions"]
+    assert "rateChange" not in report["cancelledActions"]
+    assert result["status"] == "fulfilled"
+    assert len(effects(enrollment_tables)) == 1
+    assert action_item(enrollment_tables, "rateChange")["state"] == "fulfilled"
+
+
+class NoHooks:
+    """A scheduler with no schedule: every delete answers ResourceNotFoundException."""
+
+    def delete_schedule(self, **_: Any) -> None:
+        from botocore.exceptions import ClientError
+
+        raise ClientError({"Error": {"Code": "ResourceNotFoundException", "Message": "none"}}, "DeleteSchedule")
+
+
+def test_accept_and_commit_write_same_day_items_with_their_enrollment(enrollment_tables: Tables) -> None:
+    offer = offers.acquire(enrollment_tables, seed_offer(), EXECUTION, STARTED, clock=FixedClock())["offer"]
+    offers.verify_customer(enrollment_tables, offer, EXECUTION)
+    offers.commit_enrollment(enrollment_tables, offer, EXECUTION, {"rulesVersion": "v"})
+
+    assert action_item(enrollment_tables, "action2")["enrollmentDate"] == offer["enrollmentDate"]

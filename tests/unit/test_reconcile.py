@@ -1,0 +1,331 @@
+"""Cancel finishes whatever interrupts it; the reconciler repairs what a single fault leaves behind."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+
+from commonlib.clock import isoformat
+from enrollment import eventual, hooks, manage, offers, publisher, reconcile, store
+from enrollment.store import Tables
+from tests.unit.enrollment_fixtures import EXECUTION, STARTED, FixedClock, RecordingStepFunctions, schedule_hook
+
+CONTRACT = "C-1001"
+GROUP = "enrollment-hooks"
+GRACE = timedelta(seconds=30)
+TARGET = hooks.HookTarget(
+    GROUP,
+    "arn:aws:lambda:us-east-1:123456789012:function:F",
+    "arn:aws:iam::123456789012:role/r",
+    "arn:aws:sqs:us-east-1:123456789012:dlq",
+)
+SETTINGS = reconcile.Settings(
+    grace=GRACE, offset_unit_seconds=86400, async_state_machine_arn="arn:sm", hook_target=TARGET
+)
+LATER = STARTED + timedelta(minutes=5)
+
+
+@pytest.fixture
+def scheduler(enrollment_tables: Tables) -> Any:
+    client = boto3.client("scheduler", region_name="us-east-1")
+    client.create_schedule_group(Name=GROUP)
+    return client
+
+
+def hook_names(scheduler: Any) -> list[str]:
+    return sorted(s["Name"] for s in scheduler.list_schedules(GroupName=GROUP)["Schedules"])
+
+
+def hook_input(scheduler: Any, contract_id: str, action_name: str) -> dict[str, Any]:
+    schedule = scheduler.get_schedule(GroupName=GROUP, Name=hooks.schedule_name(contract_id, action_name))
+    return json.loads(schedule["Target"]["Input"])
+
+
+def offer_item(tables: Tables) -> dict[str, Any]:
+    return tables.offers.get_item(Key={"OfferId": CONTRACT}, ConsistentRead=True)["Item"]
+
+
+def action_state(tables: Tables, name: str) -> str:
+    return tables.actions.get_item(Key={"contractId": CONTRACT, "actionName": name}, ConsistentRead=True)["Item"][
+        "state"
+    ]
+
+
+def run(tables: Tables, scheduler: Any, stepfunctions: Any = None, at: datetime = LATER, **changes: Any) -> dict:
+    settings = reconcile.Settings(**{**vars(SETTINGS), **changes})
+    return reconcile.reconcile(tables, scheduler, stepfunctions or RecordingStepFunctions(), settings, FixedClock(at))
+
+
+def start_workflow(tables: Tables, enrolled: dict[str, Any], stepfunctions: Any) -> None:
+    """What DataLambda does: claim the start, start the async run (which schedules nothing here)."""
+    record = eventual.StreamRecord.model_validate(publisher.stream_record(enrolled, isoformat(STARTED)))
+    eventual.start_eventual_workflow(tables, stepfunctions, "arn:sm", record, FixedClock(STARTED))
+
+
+def confirm(tables: Tables) -> None:
+    tables.offers.update_item(
+        Key={"OfferId": CONTRACT},
+        UpdateExpression="SET eventualWorkflow.confirmedAt = :now",
+        ExpressionAttributeValues={":now": isoformat(STARTED)},
+    )
+
+
+# ---------------------------------------------------------------- cancel
+
+
+class FlakyScheduler:
+    """The moto scheduler, whose `fail_at`-th delete fails once (after the earlier ones happened)."""
+
+    def __init__(self, scheduler: Any, fail_at: int) -> None:
+        self.scheduler, self.fail_at, self.deletes = scheduler, fail_at, 0
+
+    def delete_schedule(self, **kwargs: Any) -> Any:
+        self.deletes += 1
+        if self.deletes == self.fail_at:
+            raise ConnectionError("scheduler unreachable")
+        return self.scheduler.delete_schedule(**kwargs)
+
+
+def schedule_all(tables: Tables, scheduler: Any, enrolled: dict[str, Any]) -> None:
+    for action in enrolled["eventualActions"]:
+        schedule_hook(tables, CONTRACT, action)
+        hooks.create_hook(scheduler, TARGET, eventual.hook(CONTRACT, "corr", action, STARTED))
+
+
+@pytest.mark.parametrize("interrupted_at", ["second hook", "ucp", "final transaction"])
+def test_an_interrupted_cancel_is_finished_by_its_retry_with_the_same_answer(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any, monkeypatch: pytest.MonkeyPatch,
+    interrupted_at: str,
+) -> None:  # fmt: skip
+    schedule_all(enrollment_tables, scheduler, enrolled)
+    flaky = FlakyScheduler(scheduler, fail_at=2 if interrupted_at == "second hook" else 0)
+    broken = {"ucp": "cancel_ucp_contract", "final transaction": "finish_cancel"}.get(interrupted_at)
+    if broken:
+        monkeypatch.setattr(store, broken, lambda *a, **k: (_ for _ in ()).throw(ConnectionError("DynamoDB down")))
+
+    with pytest.raises(ConnectionError):
+        manage.cancel_enrollment(enrollment_tables, flaky, GROUP, CONTRACT)
+    assert offer_item(enrollment_tables)["status"] == "cancelling"
+    monkeypatch.undo()
+
+    answer = manage.cancel_enrollment(enrollment_tables, scheduler, GROUP, CONTRACT)
+
+    assert answer == {
+        "outcome": "cancelled",
+        "cancelledActions": ["action2", "action100", "action1", "rateChange"],
+        "completedActions": [],
+    }
+    assert manage.cancel_enrollment(enrollment_tables, scheduler, GROUP, CONTRACT) == answer
+    assert hook_names(scheduler) == []
+    item = offer_item(enrollment_tables)
+    assert item["status"] == "cancelled"
+    ucp = enrollment_tables.ucp.get_item(Key={"accountId": "A-100"})["Item"]
+    assert ucp["contracts"][CONTRACT]["status"] == "cancelled"
+    cancels = [e for e in store.audit_trail(enrollment_tables, CONTRACT) if e["step"] == "cancel"]
+    assert len(cancels) == 1
+
+
+def test_a_cancel_nobody_retries_is_finished_by_the_reconciler(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
+) -> None:
+    confirm_start(enrollment_tables)
+    store.start_cancel(enrollment_tables, CONTRACT, STARTED)
+
+    report = run(enrollment_tables, scheduler)
+
+    assert report["cancelsFinished"] == [CONTRACT]
+    assert offer_item(enrollment_tables)["status"] == "cancelled"
+
+
+def confirm_start(tables: Tables) -> None:
+    store.mark_eventual_workflow(tables, CONTRACT, "run", STARTED)
+    confirm(tables)
+
+
+# ---------------------------------------------------------------- the eventual workflow's start
+
+
+def test_an_enrollment_whose_eventual_workflow_never_started_is_redriven_from_the_offer(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
+) -> None:
+    """DataLambda died (or the stream lost the record) before any start: nothing marks the offer."""
+    stepfunctions = RecordingStepFunctions()
+    enrollment_tables.offers.update_item(
+        Key={"OfferId": CONTRACT},
+        UpdateExpression="SET enrolledAt = :at",
+        ExpressionAttributeValues={":at": isoformat(STARTED)},
+    )
+
+    report = run(enrollment_tables, scheduler, stepfunctions)
+
+    assert report["redriven"] == [f"{CONTRACT} (after no start)"]
+    [start] = stepfunctions.starts
+    hooks_planned = json.loads(start["input"])["hooks"]
+    assert [(h["actionName"], h["dueAt"]) for h in hooks_planned] == [
+        (a["name"], a["dueAt"]) for a in enrolled["eventualActions"]
+    ]
+    assert json.loads(hooks_planned[-1]["targetInput"])["action"]["data"] == {"otherData": {"newRate": 0.0499}}
+    assert offer_item(enrollment_tables)["eventualWorkflow"]["executionName"] == start["name"]
+
+
+def test_a_claimed_start_that_never_confirmed_is_redriven_once(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
+) -> None:
+    """DataLambda claimed the start and died before StartExecution (or the run failed or timed out)."""
+    store.mark_eventual_workflow(enrollment_tables, CONTRACT, "died", STARTED)
+    stepfunctions = RecordingStepFunctions()
+
+    first = run(enrollment_tables, scheduler, stepfunctions)
+    second = run(enrollment_tables, scheduler, stepfunctions, at=LATER + timedelta(seconds=1))
+
+    assert first["redriven"] == [f"{CONTRACT} (after died)"]
+    assert second["redriven"] == [], "the re-driven run has its grace to confirm"
+    assert len(stepfunctions.starts) == 1
+    assert offer_item(enrollment_tables)["eventualWorkflow"]["executionName"].startswith(f"{CONTRACT}-redrive-")
+
+
+def test_a_confirmed_workflow_and_its_live_hooks_are_left_alone(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
+) -> None:
+    confirm_start(enrollment_tables)
+    schedule_all(enrollment_tables, scheduler, enrolled)
+    enrollment_tables.actions.update_item(
+        Key={"contractId": CONTRACT, "actionName": "action2"},
+        UpdateExpression="SET #state = :fulfilled",
+        ExpressionAttributeNames={"#state": "state"},
+        ExpressionAttributeValues={":fulfilled": "fulfilled"},
+    )
+
+    report = run(enrollment_tables, scheduler)
+
+    assert report["repairs"] == 0, report
+
+
+# ---------------------------------------------------------------- hooks and claims
+
+
+def test_a_scheduled_action_whose_hook_was_lost_gets_it_back(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
+) -> None:
+    confirm_start(enrollment_tables)
+    schedule_all(enrollment_tables, scheduler, enrolled)
+    scheduler.delete_schedule(GroupName=GROUP, Name=hooks.schedule_name(CONTRACT, "action1"))
+    # The same-day action's delivery failed too: it is still pending past its day.
+
+    report = run(enrollment_tables, scheduler)
+
+    assert sorted(report["hooksRecreated"]) == [f"{CONTRACT}/action1 (scheduled)", f"{CONTRACT}/action2 (pending)"]
+    action1 = next(a for a in enrolled["eventualActions"] if a["name"] == "action1")
+    assert hook_input(scheduler, CONTRACT, "action1")["action"]["dueAt"] == action1["dueAt"]
+    assert hook_input(scheduler, CONTRACT, "action2")["action"]["name"] == "action2"
+    assert run(enrollment_tables, scheduler)["hooksRecreated"] == [], "repairs once"
+
+
+def test_a_claim_whose_delivery_crashed_gets_a_hook_once_its_lease_lapsed(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
+) -> None:
+    confirm_start(enrollment_tables)
+    same_day = enrolled["immediateActions"][0]
+    store.claim_action(
+        enrollment_tables, CONTRACT, "action2", {"state": "pending", **same_day}, "crashed", STARTED, GRACE
+    )
+
+    during = run(enrollment_tables, scheduler, at=STARTED + GRACE - timedelta(seconds=1))
+    after = run(enrollment_tables, scheduler, at=STARTED + GRACE + timedelta(seconds=1))
+
+    assert during["hooksRecreated"] == []
+    assert after["hooksRecreated"] == [f"{CONTRACT}/action2 (running)"]
+    assert action_state(enrollment_tables, "action2") == "running", "the hook's delivery takes the claim over"
+
+
+def test_a_reverted_contracts_waiting_actions_are_cancelled_and_its_hooks_deleted(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
+) -> None:
+    """The publication reached the stream although its answer was lost: the eventual workflow scheduled the
+    hooks, then the immediate workflow reverted the enrollment (and crashed before cancelling them)."""
+    schedule_all(enrollment_tables, scheduler, enrolled)
+    enrollment_tables.offers.update_item(
+        Key={"OfferId": CONTRACT},
+        UpdateExpression="SET #status = :failed",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={":failed": "failed"},
+    )
+
+    report = run(enrollment_tables, scheduler)
+
+    assert len(report["actionsCancelled"]) == 4
+    assert len(report["hooksDeleted"]) == 3
+    assert hook_names(scheduler) == []
+    assert {a["state"] for a in enrollment_tables.actions.scan()["Items"]} == {"cancelled"}
+
+
+def test_a_dry_run_reports_and_changes_nothing(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
+) -> None:
+    stepfunctions = RecordingStepFunctions()
+    store.start_cancel(enrollment_tables, CONTRACT, STARTED)
+
+    report = run(enrollment_tables, scheduler, stepfunctions, dry_run=True)
+
+    assert report["cancelsFinished"] == [CONTRACT]
+    assert offer_item(enrollment_tables)["status"] == "cancelling"
+    assert stepfunctions.starts == []
+
+
+def test_the_revert_cancels_every_action_so_a_late_eventual_workflow_schedules_none(
+    enrollment_tables: Tables, enrolled: dict[str, Any]
+) -> None:
+    offers.revert_enrollment(enrollment_tables, enrolled, EXECUTION, "publish uncertain")
+
+    states = {a["actionName"]: a["state"] for a in enrollment_tables.actions.scan()["Items"]}
+    assert states == dict.fromkeys(["action2", "action100", "action1", "rateChange"], "cancelled")
+
+
+def test_the_reconciler_never_runs_an_item_of_an_earlier_enrollment(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
+) -> None:
+    confirm_start(enrollment_tables)
+    schedule_hook(enrollment_tables, CONTRACT, enrolled["eventualActions"][0])
+    enrollment_tables.offers.update_item(
+        Key={"OfferId": CONTRACT},
+        UpdateExpression="SET #offer.enrollmentDate = :later",
+        ExpressionAttributeNames={"#offer": "offer"},
+        ExpressionAttributeValues={":later": isoformat(datetime(2026, 3, 1, tzinfo=UTC))},
+    )
+    enrollment_tables.actions.delete_item(Key={"contractId": CONTRACT, "actionName": "action2"})
+
+    report = run(enrollment_tables, scheduler)
+
+    assert report["hooksRecreated"] == []
+
+
+def test_a_repair_that_fails_does_not_stop_the_others_and_fails_the_run(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    confirm_start(enrollment_tables)
+    schedule_all(enrollment_tables, scheduler, enrolled)
+    for name in ("action1", "action100"):
+        scheduler.delete_schedule(GroupName=GROUP, Name=hooks.schedule_name(CONTRACT, name))
+    real_create = hooks.create_hook
+
+    def scheduler_throttles_action1(client: Any, target: Any, hook: dict[str, Any]) -> dict[str, Any]:
+        if hook["actionName"] == "action1":
+            from commonlib.errors import TransientDependencyError
+
+            raise TransientDependencyError("CreateSchedule failed: ThrottlingException")
+        return real_create(client, target, hook)
+
+    monkeypatch.setattr(hooks, "create_hook", scheduler_throttles_action1)
+
+    with pytest.raises(reconcile.ReconcileError, match="action1") as failed:
+        run(enrollment_tables, scheduler)
+
+    assert hook_names(scheduler) == sorted(
+        hooks.schedule_name(CONTRACT, name) for name in ("action100", "action2", "rateChange")
+    ), "the other repairs were made"
+    assert action_state(enrollment_tables, "action1") == "scheduled", "a transient failure fails no action"
+    assert f"{CONTRACT}/action100 (scheduled)" in failed.value.details["report"]["hooksRecreated"]
