@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "src/layers/common"), str(ROOT / "src/enrollment")]
 
 from commonlib.validation import parse  # noqa: E402
-from enrollment import model, offers, publisher, store  # noqa: E402
+from enrollment import hooks, model, offers, publisher, store  # noqa: E402
 from tests.support.template import template  # noqa: E402
 
 PRICES_AS_OF = "2025-01 list prices, us-east-1, not re-verified on 2026-11-22"
@@ -175,7 +175,11 @@ def sample_items() -> dict[str, int]:
         "state": "fulfilled",
         "correlationId": correlation_id,
         "scheduledAt": stamp,
-        "scheduleName": f"{request.contractId}-{action['name']}",
+        "scheduleName": hooks.schedule_name(request.contractId, action["name"]),
+        "enrollmentDate": stamp,
+        "claimToken": "0" * 32,  # uuid4().hex
+        "claimedAt": stamp,
+        "attempts": 1,
         "completedAt": stamp,
         "trigger": "hook",
         "result": {"effect": "interest rate changed", "newRate": Decimal("0.0499")},
@@ -191,10 +195,10 @@ def sample_items() -> dict[str, int]:
         request.contractId, "enroll", "enrolled: UCP updated, payments set", correlation_id, now, "2026-11-01.1",
         {"payments": len(payments), "actions": len(immediate) + len(eventual), "steps": steps},
     )  # fmt: skip
-    hooks = [{"action": a["name"], "dueAt": a["dueAt"], "fireAt": f"at({a['dueAt'][:19]})"} for a in eventual]
+    planned = [{"action": a["name"], "dueAt": a["dueAt"], "fireAt": f"at({a['dueAt'][:19]})"} for a in eventual]
     eventual_audit_item = store.audit_entry(
         request.contractId, "eventual-workflow", f"started: {len(eventual)} hooks to schedule", correlation_id, now,
-        details={"hooks": hooks},
+        details={"hooks": planned},
     )  # fmt: skip
     record = publisher.stream_record(offer, stamp)
     return {
