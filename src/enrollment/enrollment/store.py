@@ -498,46 +498,35 @@ def cancel_waiting_action(
     tables: Tables, contract_id: str, name: str, reason: str, entry: dict[str, Any], at: datetime
 ) -> None:
     """A waiting action of a contract that is no longer enrolled: cancelled, never performed."""
+    ending = _end_waiting_action(contract_id, name, ACTION_CANCELLED, reason, at)
     with aws_errors_as_domain_errors():
         tables.client.transact_write_items(
-            TransactItems=[
-                {
-                    "Update": {
-                        "TableName": tables.actions.name,
-                        "Key": {"contractId": contract_id, "actionName": name},
-                        "UpdateExpression": "SET #state = :cancelled, cancelledAt = :now, failureReason = :reason",
-                        "ConditionExpression": "#state IN (:pending, :scheduled)",
-                        "ExpressionAttributeNames": {"#state": "state"},
-                        "ExpressionAttributeValues": {
-                            ":cancelled": ACTION_CANCELLED,
-                            ":pending": ACTION_PENDING,
-                            ":scheduled": ACTION_SCHEDULED,
-                            ":now": isoformat(at),
-                            ":reason": reason[:MAX_REASON_CHARS],
-                        },
-                    }
-                },
-                audit_put(tables, entry),
-            ]
+            TransactItems=[{"Update": {"TableName": tables.actions.name, **ending}}, audit_put(tables, entry)]
         )
 
 
 def fail_unscheduled_action(tables: Tables, contract_id: str, name: str, reason: str, at: datetime) -> None:
-    """A scheduled action whose hook cannot be (re)created: failed with the reason, never silent."""
+    """A waiting action whose hook cannot be (re)created: failed with the reason, never silent."""
     with aws_errors_as_domain_errors():
-        tables.actions.update_item(
-            Key={"contractId": contract_id, "actionName": name},
-            UpdateExpression="SET #state = :failed, failureReason = :reason, completedAt = :now",
-            ConditionExpression="#state IN (:pending, :scheduled)",
-            ExpressionAttributeNames={"#state": "state"},
-            ExpressionAttributeValues={
-                ":failed": ACTION_FAILED,
-                ":pending": ACTION_PENDING,
-                ":scheduled": ACTION_SCHEDULED,
-                ":now": isoformat(at),
-                ":reason": reason[:MAX_REASON_CHARS],
-            },
-        )
+        tables.actions.update_item(**_end_waiting_action(contract_id, name, ACTION_FAILED, reason, at))
+
+
+def _end_waiting_action(contract_id: str, name: str, state: str, reason: str, at: datetime) -> dict[str, Any]:
+    """pending|scheduled -> `state` (cancelled or failed) with the reason, as `update_item` keywords."""
+    stamp = "cancelledAt" if state == ACTION_CANCELLED else "completedAt"
+    return {
+        "Key": {"contractId": contract_id, "actionName": name},
+        "UpdateExpression": f"SET #state = :state, failureReason = :reason, {stamp} = :now",
+        "ConditionExpression": "#state IN (:pending, :scheduled)",
+        "ExpressionAttributeNames": {"#state": "state"},
+        "ExpressionAttributeValues": {
+            ":state": state,
+            ":pending": ACTION_PENDING,
+            ":scheduled": ACTION_SCHEDULED,
+            ":now": isoformat(at),
+            ":reason": reason[:MAX_REASON_CHARS],
+        },
+    }
 
 
 # ---------------------------------------------------------------- the mock downstream system
