@@ -123,3 +123,17 @@ def enrolled(enrollment_tables: Any) -> dict[str, Any]:
     offers.verify_customer(enrollment_tables, offer, EXECUTION)
     offers.commit_enrollment(enrollment_tables, offer, EXECUTION, {"rulesVersion": "v"})
     return offer
+
+
+@pytest.fixture
+def http(aws: None, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The API's entry point module (`enrollment.http_api`) over a moto idempotency table."""
+    from commonlib import aws as aws_clients
+    from enrollment import http_api
+
+    monkeypatch.setenv("IDEMPOTENCY_TABLE_NAME", "EnrollmentIdempotency")
+    monkeypatch.setenv("ENROLLMENT_STATE_MACHINE_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:E")
+    create_table("IdempotencyTable", "EnrollmentIdempotency")
+    http_api._idempotent_start.cache_clear()
+    aws_clients.client.cache_clear()
+    return http_api

@@ -15,9 +15,8 @@ import pytest
 from enrollment import api, clients, handlers, http_api, http_manage, manage, offers, rules, store
 from enrollment.store import Tables
 from tests.support.template import template
-from tests.unit.conftest import create_table
 from tests.unit.enrollment_fixtures import EXECUTION, OTHER_EXECUTION, STARTED, FixedClock, seed_offer
-from tests.unit.test_enrollment_api import FakeStepFunctions, failed, succeeded
+from tests.unit.test_enrollment_api import FakeStepFunctions, failed, succeeded, use
 
 EVENTS = Path(__file__).resolve().parents[2] / "events" / "enrollment"
 KEY_A, KEY_B = "key-of-client-a", "key-of-client-b"
@@ -59,18 +58,6 @@ def test_no_identity_is_no_client(event: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- POST /enrollments
 
 
-@pytest.fixture
-def http(aws: None, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("IDEMPOTENCY_TABLE_NAME", "EnrollmentIdempotency")
-    monkeypatch.setenv("ENROLLMENT_STATE_MACHINE_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:E")
-    create_table("IdempotencyTable", "EnrollmentIdempotency")
-    http_api._idempotent_start.cache_clear()
-    from commonlib import aws as aws_clients
-
-    aws_clients.client.cache_clear()
-    return http_api
-
-
 def post_event(api_key: str | None, idempotency_key: str | None = "k-1", **body_changes: Any) -> dict[str, Any]:
     event = json.loads((EVENTS / "api-post-eligible.json").read_text())
     headers = {k: v for k, v in event["headers"].items() if k.lower() not in ("x-api-key", "idempotency-key")}
@@ -86,10 +73,6 @@ def post_event(api_key: str | None, idempotency_key: str | None = "k-1", **body_
 def send(http: Any, event: dict[str, Any], lambda_context: Any) -> tuple[int, dict[str, Any]]:
     response = http.api_handler(event, lambda_context)
     return response["statusCode"], json.loads(response["body"])
-
-
-def use(monkeypatch: pytest.MonkeyPatch, fake: FakeStepFunctions) -> None:
-    monkeypatch.setattr(http_api, "_stepfunctions", lambda: fake)
 
 
 def test_post_without_an_identified_client_is_403_and_starts_nothing(

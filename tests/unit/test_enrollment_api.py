@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 from enrollment import api, http_api
-from tests.unit.conftest import create_table
 
 EVENTS = Path(__file__).resolve().parents[2] / "events" / "enrollment"
 
@@ -54,18 +53,6 @@ def test_workflow_outcomes_map_to_http(answer: dict[str, Any], status: int) -> N
 def test_unexpected_outcomes_raise(answer: dict[str, Any]) -> None:
     with pytest.raises(api.EnrollmentWorkflowError):
         api.start_enrollment(FakeStepFunctions(answer), "arn", {"contractId": "C"})
-
-
-@pytest.fixture
-def http(aws: None, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("IDEMPOTENCY_TABLE_NAME", "EnrollmentIdempotency")
-    monkeypatch.setenv("ENROLLMENT_STATE_MACHINE_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:E")
-    create_table("IdempotencyTable", "EnrollmentIdempotency")
-    http_api._idempotent_start.cache_clear()
-    from commonlib import aws as aws_clients
-
-    aws_clients.client.cache_clear()
-    return http_api
 
 
 def call(http: Any, event_name: str, lambda_context: Any, **changes: Any) -> tuple[int, dict[str, Any]]:

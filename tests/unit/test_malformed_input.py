@@ -13,12 +13,12 @@ from hypothesis import given
 
 from commonlib.errors import InvalidInputError
 from commonlib.validation import parse
-from enrollment import handlers, http_api, model, publisher, store
+from enrollment import handlers, model, publisher, store
 from enrollment.action_names import SUPPORTED_ACTIONS
 from enrollment.store import Tables
 from tests.support import malformed
 from tests.support.events import kinesis_event
-from tests.unit.conftest import DataLambdaClients, create_table
+from tests.unit.conftest import DataLambdaClients
 from tests.unit.enrollment_fixtures import seed_offer
 
 EVENTS = Path(__file__).resolve().parents[2] / "events" / "enrollment"
@@ -80,13 +80,10 @@ class NoStart:
 
 
 @pytest.fixture
-def http(aws: None, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("IDEMPOTENCY_TABLE_NAME", "EnrollmentIdempotency")
-    monkeypatch.setenv("ENROLLMENT_STATE_MACHINE_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:E")
-    create_table("IdempotencyTable", "EnrollmentIdempotency")
-    http_api._idempotent_start.cache_clear()
-    monkeypatch.setattr(http_api, "_stepfunctions", NoStart)
-    return http_api
+def http(http: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The API entry point (tests/unit/conftest.py) with a workflow that must never start."""
+    monkeypatch.setattr(http, "_stepfunctions", NoStart)
+    return http
 
 
 SEED_TEXT = (EVENTS / "input.json").read_text()
