@@ -77,17 +77,20 @@ def test_redeploying_keeps_enrolled_contracts(local_stack: LocalStack, enrollmen
     answer = post(enrollment_api.url, body, enrollment_api.api_key)
     assert answer.status == 201, answer
     assert answer.body["status"] == "enrolled"
-    # The eventual workflow schedules the hooks in the background: compare once all three are scheduled.
+    # The eventual workflow schedules the hooks in the background: compare once all three are scheduled
+    # and the workflow has confirmed its run.
     before = wait_until(
         lambda: (
             (s := contract_state(local_stack, contract_id, body["accountId"]))
             and len(s["actions"]) == len(FAR_ACTIONS)
             and all(a["state"] == "scheduled" for a in s["actions"])
             and sorted(s["schedules"]) == sorted(a["scheduleName"] for a in s["actions"])
+            # The workflow's last write confirms its run on the offer; until then the offer still changes.
+            and s["offer"].get("eventualWorkflow", {}).get("confirmedAt")
             and s
         ),
         SCHEDULED_DEADLINE_SECONDS,
-        f"the hooks of {contract_id} to be scheduled",
+        f"the hooks of {contract_id} to be scheduled and the run confirmed",
     )
     assert before["contract"]["status"] == "enrolled"
     assert len(before["contract"]["payments"]) == SEED["contractInfo"]["termMonths"]
