@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import LocalStack
+from tests.integration.conftest import STACK_NAME, LocalStack
 from tests.support.waiting import finished_execution
 
 pytestmark = pytest.mark.integration
@@ -116,3 +116,59 @@ def test_unexpected_failure_is_caught_and_marks_the_order_failed(local_stack: Lo
     )["events"]
     entered = [e["stateEnteredEventDetails"]["name"] for e in history if e["type"].endswith("StateEntered")]
     assert entered[-3:] == ["HasOrderToMarkFailed", "MarkOrderFailed", "PaymentFailed"]
+
+
+def physical_function_name(local_stack: LocalStack, logical_id: str) -> str:
+    return local_stack.client("cloudformation").describe_stack_resource(
+        StackName=STACK_NAME, LogicalResourceId=logical_id
+    )["StackResourceDetail"]["PhysicalResourceId"]
+
+
+def invoke(local_stack: LocalStack, function_name: str, payload: Any) -> tuple[str | None, Any]:
+    """`sam remote invoke` of one function: (FunctionError or None, the answer)."""
+    response = local_stack.client("lambda").invoke(FunctionName=function_name, Payload=json.dumps(payload).encode())
+    return response.get("FunctionError"), json.loads(response["Payload"].read())
+
+
+def test_sample_invocations_run_three_times_answer_the_same_and_write_nothing_new(local_stack: LocalStack) -> None:
+    """README's `sam remote invoke` examples of the payment steps, run three times in a row."""
+    steps = [
+        (physical_function_name(local_stack, logical_id), json.loads((EVENTS / event_file).read_text()))
+        for logical_id, event_file in (
+            ("CreateOrderFunction", "create-order.json"),
+            ("HoldPaymentFunction", "hold-payment.json"),
+            ("AcceptPaymentFunction", "accept-payment.json"),
+        )
+    ]
+    order_id = steps[1][1]["orderId"]
+
+    runs, stored_after = [], []
+    for _ in range(3):
+        runs.append([invoke(local_stack, name, payload) for name, payload in steps])
+        stored_after.append(order(local_stack, order_id))
+
+    assert [error for run in runs for error, _ in run] == [None] * 9, runs
+    assert runs[1:] == [runs[0], runs[0]]
+    assert stored_after[1:] == [stored_after[0], stored_after[0]]
+    (_, created), (_, held), (_, accepted) = runs[0]
+    assert created["outcome"] == "created"
+    assert held["order"]["status"] == "hold"
+    assert accepted["order"] == {
+        key: stored_after[0][key] for key in ("orderId", "status", "createdAt", "heldAt", "paidAt")
+    }
+    assert accepted["confirmation"] == f"Payment for order {order_id} accepted at {stored_after[0]['paidAt']}."
+
+
+def test_an_invalid_transition_is_still_a_clear_error(local_stack: LocalStack) -> None:
+    create = physical_function_name(local_stack, "CreateOrderFunction")
+    accept = physical_function_name(local_stack, "AcceptPaymentFunction")
+    assert invoke(local_stack, create, {"request": {"orderId": "never-held-1"}, "executionId": "manual-1"})[0] is None
+    before = order(local_stack, "never-held-1")
+
+    error, answer = invoke(local_stack, accept, {"orderId": "never-held-1", "executionId": "manual-1"})
+
+    assert error
+    assert answer["errorMessage"] == (
+        "cannot accept payment for order never-held-1: the order is 'created', and only a 'hold' order can become 'paid'"
+    )
+    assert order(local_stack, "never-held-1") == before
