@@ -188,21 +188,28 @@ def run_enrollment(port: int, stack_outputs: dict[str, str]) -> None:
     print(f"   reasons: {body.get('reasons')}")
 
 
-def explain_next_steps(port: int, stack_name: str) -> None:
+def port_argument(port: int) -> str:
+    """` EMULATOR_PORT=N`: printed commands name the port in use, so they work as copied, whatever
+    .emulator/current-port says by then."""
+    return f" EMULATOR_PORT={port}"
+
+
+def explain_next_steps(port: int, stack_name: str, stack_outputs: dict[str, str]) -> None:
+    """Commands to go on with, each working as printed (README says which ones the demo prints)."""
+    make_port = port_argument(port)
     print(
         f"""
-== Explore
-   eval "$(make -s env)"      # points aws and sam at http://localhost:{port}
-   aws dynamodb scan --table-name MockOrders
-   aws stepfunctions list-executions \\
-     --state-machine-arn arn:aws:states:us-east-1:000000000000:stateMachine:mock-payment-workflow
+== Explore (the emulator keeps running on http://localhost:{port})
+   eval "$(make -s env{make_port})"   # points aws and sam at http://localhost:{port}
+   aws dynamodb scan --table-name {stack_outputs["OrdersTableName"]}
+   aws stepfunctions list-executions --state-machine-arn {stack_outputs["PaymentStateMachineArn"]}
    sam remote invoke --stack-name {stack_name} CreateOrderFunction --event-file events/payment/create-order.json
    sam list stack-outputs --stack-name {stack_name}
-   aws dynamodb scan --table-name EnrollmentAudit
-   aws scheduler list-schedules --group-name enrollment-hooks
-   aws apigateway get-api-key --include-value --api-key <EnrollmentApiKeyId>   # the x-api-key value
+   aws dynamodb scan --table-name {stack_outputs["AuditTableName"]}
+   aws scheduler list-schedules --group-name {stack_outputs["HookScheduleGroupName"]}
+   aws apigateway get-api-key --include-value --api-key {stack_outputs["EnrollmentApiKeyId"]}   # the x-api-key value
 == Stop
-   make down                  # stops only the emulator this project started"""
+   make down{make_port}   # stops only the emulator this project started"""
     )
 
 
@@ -214,7 +221,7 @@ def main() -> None:
     stack_outputs = outputs(local_client("cloudformation", args.port), args.stack_name)
     run_payment_workflow(args.port, stack_outputs)
     run_enrollment(args.port, stack_outputs)
-    explain_next_steps(args.port, args.stack_name)
+    explain_next_steps(args.port, args.stack_name, stack_outputs)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,13 @@
 
     python scripts/emulator.py start [--port N]   # reuse one already answering, else start ours
     python scripts/emulator.py stop  [--port N]   # stop only the one we started (recorded PID)
+    python scripts/emulator.py port               # the port `make up` last used (else 4566)
     python scripts/emulator.py free-port          # print a free TCP port on 127.0.0.1
 
 The emulator runs Lambda handlers in worker processes of its own interpreter, so it is started from
-this project's Python 3.13 environment. Its PID and log live in `.emulator/`.
+this project's Python 3.13 environment. Its PID and log live in `.emulator/`, and so does
+`current-port`: the port `make up` last deployed to, which `make env`, `make down` and the demo use
+when EMULATOR_PORT is not given (`stop` removes it with the emulator it names).
 """
 
 from __future__ import annotations
@@ -25,8 +28,56 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = ROOT / ".emulator"
-DEFAULT_PORT = int(os.environ.get("EMULATOR_PORT", "4566"))
+CURRENT_PORT_FILE = STATE_DIR / "current-port"
 HEALTH_DEADLINE_SECONDS = 60
+
+# Bounded Lambda workers. The emulator starts one worker process (30-50 MB, about 0.8 CPU-seconds to
+# start) per *concurrent* call of a function, with no per-function cap; its only bound is the account
+# pool, which by default is memory / 21 MiB (16-1000): the benchmark's 50-client step left 154 workers
+# and 12.8 GB resident. Set both knobs here, deliberately, instead of inheriting that default:
+# - LAMBDA_ACCOUNT_CONCURRENCY: calls in flight across all functions. Over it a call is throttled
+#   (TooManyRequestsException), as on AWS: the state machines' Retry and the SDKs back off and call
+#   again instead of the emulator starting yet another worker on a machine already out of CPU. 20 is
+#   one call per function of the stack (16) plus a little room: a burst can add about 20 workers
+#   (about 1 GB) to the one each function keeps, not 150.
+# - LAMBDA_WARM_TTL_SECONDS: idle seconds before a surplus worker (beyond the first of each function,
+#   which is never reaped) is stopped. 60 instead of the default 300 gives a burst's memory back soon
+#   after it ends, while a steady run keeps its workers.
+# Both are starting values, to be tuned with `make bench`; the caller's environment overrides them
+# (e.g. `LAMBDA_ACCOUNT_CONCURRENCY=50 make up`).
+LAMBDA_ACCOUNT_CONCURRENCY = 20
+LAMBDA_WARM_TTL_SECONDS = 60
+
+
+def recorded_port() -> int | None:
+    """The port `make up` recorded in .emulator/current-port, or None."""
+    try:
+        text = CURRENT_PORT_FILE.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isascii() and text.isdigit() and 0 < int(text) < 65536 else None
+
+
+def record_port(port: int) -> None:
+    """Remember `port` as the one `make up` deployed to (read by `make env`, `make down`, the demo)."""
+    STATE_DIR.mkdir(exist_ok=True)
+    CURRENT_PORT_FILE.write_text(f"{port}\n")
+
+
+def forget_recorded_port(port: int) -> None:
+    """Drop the record when it names `port` (an emulator on another port keeps its record)."""
+    if recorded_port() == port:
+        CURRENT_PORT_FILE.unlink(missing_ok=True)
+
+
+def default_port() -> int:
+    """EMULATOR_PORT when set, else the port `make up` recorded, else 4566."""
+    if os.environ.get("EMULATOR_PORT", "").strip():
+        return int(os.environ["EMULATOR_PORT"])
+    return recorded_port() or 4566
+
+
+DEFAULT_PORT = default_port()
 
 
 def endpoint(port: int) -> str:
@@ -83,6 +134,8 @@ def emulator_environment(port: int, extra: dict[str, str] | None = None) -> dict
             "MINISTACK_REGION": "us-east-1",
             "LOG_LEVEL": os.environ.get("EMULATOR_LOG_LEVEL", "WARNING"),
             "TMPDIR": str(temp_dir(port)),
+            "LAMBDA_ACCOUNT_CONCURRENCY": os.environ.get("LAMBDA_ACCOUNT_CONCURRENCY", str(LAMBDA_ACCOUNT_CONCURRENCY)),
+            "LAMBDA_WARM_TTL_SECONDS": os.environ.get("LAMBDA_WARM_TTL_SECONDS", str(LAMBDA_WARM_TTL_SECONDS)),
             # IAM is enforced: every request is SigV4-checked and evaluated against the caller's
             # policies, and each Lambda runs with its execution role's credentials. The dummy key
             # `test` is the account root, so deploys and the tests' own calls are still allowed.
@@ -162,6 +215,7 @@ def forget(port: int) -> None:
 
 
 def stop(port: int) -> bool:
+    forget_recorded_port(port)
     path = pid_file(port)
     if not path.exists():
         print(f"no emulator started by this project on port {port}")
@@ -176,13 +230,15 @@ def stop(port: int) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["start", "stop", "status", "free-port"])
+    parser.add_argument("command", choices=["start", "stop", "status", "port", "free-port"])
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     args = parser.parse_args()
     if args.command == "start":
         start(args.port)
     elif args.command == "stop":
         stop(args.port)
+    elif args.command == "port":
+        print(args.port)
     elif args.command == "status":
         print(f"healthy, IAM enforcement {iam_enforcement(args.port)}" if is_healthy(args.port) else "not answering")
     else:

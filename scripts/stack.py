@@ -1,21 +1,35 @@
 """Build the SAM application and deploy it to the local emulator; read stack outputs.
 
     python scripts/stack.py up [--port N] [--stack-name S]
+    python scripts/stack.py repair|warm-up|outputs [--port N] [--stack-name S]   # one step alone
 
 Used by `make up`, by the demo and by the integration tests, so all three deploy the same way:
 `sam build` then `sam deploy --config-env local` with `AWS_ENDPOINT_URL` pointing at the emulator.
+
+`up` then puts back whatever was changed behind CloudFormation's back (`repair_drift`: a function's
+code from `aws lambda update-function-code`, a state machine's definition from `aws stepfunctions
+update-state-machine`), since `sam deploy` alone answers "No changes to deploy" and leaves them live,
+and invokes every function once with the warm-up event (`warm_up`) so that each has a ready worker
+before the first request. It prints one line per step; sam's own output goes to `.emulator/sam-PORT.log`
+(printed in full when a step fails).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import json
 import os
 import re
 import subprocess
 import sys
+import time
 import tomllib
 import urllib.parse
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,13 +82,39 @@ def local_environment(port: int) -> dict[str, str]:
     return env
 
 
-def sam(args: list[str], env: dict[str, str]) -> None:
-    sam_cli = Path(sys.executable).parent / "sam"
-    subprocess.run([str(sam_cli), *args], cwd=ROOT, env=env, check=True)
+def sam_log(port: int) -> Path:
+    """Where `up` writes sam's own output (build logs, changeset tables) for the emulator on `port`."""
+    return emulator.STATE_DIR / f"sam-{port}.log"
 
 
-def build(env: dict[str, str]) -> None:
-    sam(["build", "--config-env", "local"], env)
+def sam_cli() -> Path:
+    return Path(sys.executable).parent / "sam"
+
+
+def sam(args: list[str], env: dict[str, str], log: Path | None = None) -> str:
+    """Run `sam args`. Without `log` its output goes to this process's; with `log` it is appended
+    there, and printed in full to stderr when sam fails. Returns what this call wrote to `log`."""
+    command = [str(sam_cli()), *args]
+    if log is None:
+        subprocess.run(command, cwd=ROOT, env=env, check=True)
+        return ""
+    log.parent.mkdir(exist_ok=True)
+    with log.open("a") as out:
+        out.write(f"\n$ sam {' '.join(args)}\n")
+        out.flush()
+        start = out.tell()
+        done = subprocess.run(
+            command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, check=False
+        )
+    text = log.read_text(errors="replace")
+    if done.returncode:
+        sys.stderr.write(f"\nsam {args[0]} failed (exit {done.returncode}); its output, from {log}:\n{text}\n")
+        raise subprocess.CalledProcessError(done.returncode, command)
+    return text[start:]
+
+
+def build(env: dict[str, str], log: Path | None = None) -> None:
+    sam(["build", "--config-env", "local"], env, log)
 
 
 # One `Key=Value` of a parameter_overrides string, as SAM reads it: a value with spaces is quoted.
@@ -118,19 +158,21 @@ def deploy(
     extra_overrides: list[str] | None = None,
     *,
     with_emulator_endpoint: bool = True,
-) -> None:
+    log: Path | None = None,
+) -> str:
     """`sam deploy --config-env local` to the emulator at env's AWS_ENDPOINT_URL, which must be local.
 
     --parameter-overrides replaces samconfig's list, so pass it whole, plus the emulator's URL (the API
     URL output differs there; the template's Rules accept the test-only settings only with it) and
     whatever the caller adds. `with_emulator_endpoint=False` leaves EmulatorEndpoint out, as a deploy
     to AWS would: only the deploy guards' tests do that, to see the template refuse those settings.
+    With `log`, sam's output goes there (see `sam`) and is returned.
     """
     endpoint = require_local_endpoint(env.get("AWS_ENDPOINT_URL"))
     emulator_endpoint = [f"EmulatorEndpoint={endpoint}"] if with_emulator_endpoint else []
     overrides = merge_overrides(local_parameter_overrides(), emulator_endpoint, extra_overrides or [])
     args = ["deploy", "--config-env", "local", "--stack-name", stack_name, "--no-progressbar"]
-    sam([*args, "--parameter-overrides", *overrides], env)
+    return sam([*args, "--parameter-overrides", *overrides], env, log)
 
 
 def seed_sample_accounts(port: int, stack_outputs: dict[str, str]) -> tuple[int, int]:
@@ -175,12 +217,298 @@ def outputs(cloudformation: Any, stack_name: str) -> dict[str, str]:
     return {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
 
 
+# ------------------------------------------------------------------------------------- drift repair
+# `sam deploy` compares templates, not what is live: after `aws lambda update-function-code` or
+# `aws stepfunctions update-state-machine` straight against the emulator it answers "No changes to
+# deploy" and the changed code stays live. What was built is what the stack's processed template names:
+# each function's code is the zip `sam deploy` uploaded from .aws-sam/build (S3 key = the zip's MD5,
+# so an unchanged build names the same object), whose base64 SHA-256 is what GetFunction reports as
+# CodeSha256 (on AWS and on the emulator); each state machine's definition is the ASL file it uploaded,
+# with the DefinitionSubstitutions applied as CloudFormation applies them.
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One resource whose live state differs from the build, and how to put the build back."""
+
+    kind: str  # "function" or "state machine"
+    name: str  # function name or state machine ARN
+    detail: str
+    repair: Callable[[], None]
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.name.rsplit(':', 1)[-1]}: {self.detail}"
+
+
+class UnresolvableError(ValueError):
+    """A DefinitionSubstitutions value this script cannot evaluate: that state machine is not checked."""
+
+
+def code_sha256(zip_bytes: bytes) -> str:
+    """CodeSha256 as Lambda reports it: the base64 of the zip's SHA-256."""
+    return base64.b64encode(hashlib.sha256(zip_bytes).digest()).decode()
+
+
+_PLACEHOLDER = re.compile(r"\$\{([^}]+)\}")
+
+
+def substitute(definition: str, substitutions: dict[str, str]) -> str:
+    """`${Name}` replaced by substitutions[Name], as CloudFormation applies DefinitionSubstitutions; a
+    placeholder without a substitution is left as it is."""
+    return _PLACEHOLDER.sub(lambda match: substitutions.get(match[1], match[0]), definition)
+
+
+def resolve(value: Any, physical_ids: dict[str, str], parameters: dict[str, str], arn_of: Callable[[str], str]) -> str:
+    """A DefinitionSubstitutions value of the processed template: a string, `Ref` of a parameter or a
+    resource, or `Fn::GetAtt [Resource, Arn]`. Anything else raises UnresolvableError."""
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, dict) and len(value) == 1:
+        ((function, argument),) = value.items()
+        if function == "Ref" and isinstance(argument, str):
+            if argument in parameters:
+                return parameters[argument]
+            if argument in physical_ids:
+                return physical_ids[argument]
+        if function == "Fn::GetAtt":
+            logical_id, attribute = argument.split(".", 1) if isinstance(argument, str) else argument
+            if attribute == "Arn" and logical_id in physical_ids:
+                return arn_of(logical_id)
+    raise UnresolvableError(f"cannot evaluate {json.dumps(value)}")
+
+
+def same_definition(deployed: str, built: str) -> bool:
+    """Equal as JSON (key order and whitespace aside); as text when either is not JSON."""
+    try:
+        return json.loads(deployed) == json.loads(built)
+    except ValueError:
+        return deployed.strip() == built.strip()
+
+
+def processed_template(cloudformation: Any, stack_name: str) -> dict[str, Any]:
+    body = cloudformation.get_template(StackName=stack_name, TemplateStage="Processed")["TemplateBody"]
+    return json.loads(body) if isinstance(body, str) else body
+
+
+def stack_resources(cloudformation: Any, stack_name: str) -> dict[str, tuple[str, str]]:
+    """logical id -> (resource type, physical id) of every resource of the stack."""
+    found = {}
+    for page in cloudformation.get_paginator("list_stack_resources").paginate(StackName=stack_name):
+        for summary in page["StackResourceSummaries"]:
+            found[summary["LogicalResourceId"]] = (summary["ResourceType"], summary.get("PhysicalResourceId", ""))
+    return found
+
+
+def find_drift(
+    template: dict[str, Any],
+    resources: dict[str, tuple[str, str]],
+    parameters: dict[str, str],
+    *,
+    s3: Any,
+    lambda_client: Any,
+    stepfunctions: Any,
+) -> tuple[list[Drift], list[str], list[str]]:
+    """(what differs from the build, what was checked, what could not be checked and why)."""
+    drifts: list[Drift] = []
+    checked: list[str] = []
+    unchecked: list[str] = []
+    physical_ids = {logical_id: physical for logical_id, (_, physical) in resources.items()}
+    configurations: dict[str, dict[str, Any]] = {}
+
+    def configuration(logical_id: str) -> dict[str, Any]:
+        if logical_id not in configurations:
+            configurations[logical_id] = lambda_client.get_function_configuration(FunctionName=physical_ids[logical_id])
+        return configurations[logical_id]
+
+    def arn_of(logical_id: str) -> str:
+        kind = resources[logical_id][0]
+        if kind == "AWS::Lambda::Function":
+            return configuration(logical_id)["FunctionArn"]
+        if kind == "AWS::StepFunctions::StateMachine":
+            return physical_ids[logical_id]  # a state machine's physical id is its ARN
+        raise UnresolvableError(f"no Arn known for {kind} {logical_id}")
+
+    def s3_bytes(bucket: str, key: str) -> bytes:
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    for logical_id, body in sorted(template.get("Resources", {}).items()):
+        kind, properties = body.get("Type"), body.get("Properties", {})
+        if logical_id not in physical_ids:
+            continue
+        if kind == "AWS::Lambda::Function":
+            code = properties.get("Code", {})
+            if not (isinstance(code.get("S3Bucket"), str) and isinstance(code.get("S3Key"), str)):
+                unchecked.append(f"function {logical_id}: code not in S3")
+                continue
+            built = code_sha256(s3_bytes(code["S3Bucket"], code["S3Key"]))
+            live = configuration(logical_id).get("CodeSha256", "")
+            name = physical_ids[logical_id]
+            checked.append(name)
+            if live != built:
+                drifts.append(
+                    Drift(
+                        "function",
+                        name,
+                        f"live code (CodeSha256 {live[:10] or 'none'}…) is not the build's ({built[:10]}…)",
+                        _code_repair(lambda_client, name, code["S3Bucket"], code["S3Key"]),
+                    )
+                )
+        elif kind == "AWS::StepFunctions::StateMachine":
+            location = properties.get("DefinitionS3Location")
+            if isinstance(location, dict):
+                built_text = s3_bytes(location["Bucket"], location["Key"]).decode()
+            elif isinstance(properties.get("DefinitionString"), str):
+                built_text = properties["DefinitionString"]
+            elif isinstance(properties.get("Definition"), dict):
+                built_text = json.dumps(properties["Definition"])
+            else:
+                unchecked.append(f"state machine {logical_id}: definition not readable")
+                continue
+            try:
+                values = {
+                    name: resolve(value, physical_ids, parameters, arn_of)
+                    for name, value in properties.get("DefinitionSubstitutions", {}).items()
+                }
+            except UnresolvableError as error:
+                unchecked.append(f"state machine {logical_id}: {error}")
+                continue
+            built_definition = substitute(built_text, values)
+            arn = physical_ids[logical_id]
+            live_definition = stepfunctions.describe_state_machine(stateMachineArn=arn)["definition"]
+            checked.append(arn)
+            if not same_definition(live_definition, built_definition):
+                drifts.append(
+                    Drift(
+                        "state machine",
+                        arn,
+                        "live definition is not the build's",
+                        _definition_repair(stepfunctions, arn, built_definition),
+                    )
+                )
+    return drifts, checked, unchecked
+
+
+def _code_repair(lambda_client: Any, name: str, bucket: str, key: str) -> Callable[[], None]:
+    def repair() -> None:
+        lambda_client.update_function_code(FunctionName=name, S3Bucket=bucket, S3Key=key)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if lambda_client.get_function_configuration(FunctionName=name).get("LastUpdateStatus") != "InProgress":
+                return
+            time.sleep(0.2)
+
+    return repair
+
+
+def _definition_repair(stepfunctions: Any, arn: str, definition: str) -> Callable[[], None]:
+    return lambda: stepfunctions.update_state_machine(stateMachineArn=arn, definition=definition)
+
+
+def repair_drift(port: int, stack_name: str) -> list[Drift]:
+    """Put back the built code of every function and the built definition of every state machine that
+    differs from it; print one line per repair (or one line saying all matched). Returns the repairs."""
+    cloudformation = local_client("cloudformation", port)
+    stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
+    parameters = {item["ParameterKey"]: item.get("ParameterValue", "") for item in stack.get("Parameters", [])}
+    drifts, checked, unchecked = find_drift(
+        processed_template(cloudformation, stack_name),
+        stack_resources(cloudformation, stack_name),
+        parameters,
+        s3=local_client("s3", port),
+        lambda_client=local_client("lambda", port),
+        stepfunctions=local_client("stepfunctions", port),
+    )
+    for drift in drifts:
+        drift.repair()
+        print(f"drift repaired: {drift.describe()}: the build's is back")
+    if not drifts:
+        print(f"drift: none ({len(checked)} functions and state machines match the build)")
+    for reason in unchecked:
+        print(f"drift: not checked: {reason}")
+    return drifts
+
+
+# ------------------------------------------------------------------------------------------ warm-up
+# The event commonlib.warm_up.answers_warm_up answers without running the handler (the handlers import
+# it from the layer; this script keeps its own copy, and tests/unit/test_warm_up.py checks both agree).
+WARM_UP_EVENT: dict[str, Any] = {"warmUp": True}
+WARM_UP_ANSWER: dict[str, Any] = {"warmUp": "ready"}
+
+
+@dataclass(frozen=True)
+class WarmUp:
+    function: str
+    ok: bool
+    seconds: float
+    detail: str = ""
+
+
+def warm_up_function(lambda_client: Any, name: str) -> WarmUp:
+    started = time.monotonic()
+    try:
+        answer = lambda_client.invoke(FunctionName=name, Payload=json.dumps(WARM_UP_EVENT).encode())
+        payload = answer["Payload"].read()
+    except Exception as error:  # reported, never raised: the stack is deployed either way
+        return WarmUp(name, False, time.monotonic() - started, f"{type(error).__name__}: {error}")
+    seconds = time.monotonic() - started
+    if answer.get("FunctionError"):
+        return WarmUp(name, False, seconds, f"{answer['FunctionError']}: {payload[:300]!r}")
+    try:
+        ready = json.loads(payload) == WARM_UP_ANSWER
+    except ValueError:
+        ready = False
+    return WarmUp(name, ready, seconds, "" if ready else f"unexpected answer {payload[:300]!r}")
+
+
+def warm_up_all(lambda_client: Any, names: Iterable[str]) -> list[WarmUp]:
+    """Invoke every function once with the warm-up event, all at once (one thread each)."""
+    names = sorted(names)
+    if not names:
+        return []
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        return list(pool.map(lambda name: warm_up_function(lambda_client, name), names))
+
+
+def warm_up(port: int, stack_name: str) -> list[WarmUp]:
+    """Give every function of the stack (its AWS::Lambda::Function resources) a ready worker."""
+    resources = stack_resources(local_client("cloudformation", port), stack_name)
+    names = [physical for kind, physical in resources.values() if kind == "AWS::Lambda::Function"]
+    started = time.monotonic()
+    results = warm_up_all(local_client("lambda", port), names)
+    ready = [result for result in results if result.ok]
+    slowest = max(results, key=lambda result: result.seconds, default=None)
+    print(
+        f"warm-up: {len(ready)} of {len(results)} functions ready in {time.monotonic() - started:.1f} s"
+        + (f" (slowest {slowest.function}, {slowest.seconds:.1f} s)" if slowest else "")
+    )
+    for result in results:
+        if not result.ok:
+            print(f"warm-up: {result.function} did not answer the warm-up event: {result.detail}")
+    return results
+
+
+# ----------------------------------------------------------------------------------------------- up
 def up(port: int, stack_name: str, extra_overrides: list[str] | None = None) -> dict[str, str]:
+    """Start (or reuse) the emulator on `port`, build, deploy, repair drift, warm up, seed the sample
+    accounts: one line per step, sam's output in sam_log(port)."""
     emulator.start(port)
     env = local_environment(port)
-    build(env)
-    deploy(env, stack_name, extra_overrides)
+    log = sam_log(port)
+    log.parent.mkdir(exist_ok=True)
+    log.write_text("")
+    shown = log.relative_to(ROOT) if log.is_relative_to(ROOT) else log
+    started = time.monotonic()
+    print(f"build: sam build --config-env local (sam's output: {shown}) ...", end=" ", flush=True)
+    build(env, log)
+    print(f"done in {time.monotonic() - started:.1f} s")
+    started = time.monotonic()
+    print(f"deploy: sam deploy --config-env local --stack-name {stack_name} ...", end=" ", flush=True)
+    deploy_output = deploy(env, stack_name, extra_overrides, log=log)
+    what = "no changes to deploy" if "No changes to deploy" in deploy_output else "stack deployed"
+    print(f"{what} in {time.monotonic() - started:.1f} s")
     found = outputs(local_client("cloudformation", port), stack_name)
+    repair_drift(port, stack_name)
+    warm_up(port, stack_name)
     added, kept = seed_sample_accounts(port, found)
     print(
         f"sample UCP accounts (events/enrollment/sample-accounts.json): {added} added,"
@@ -191,7 +519,7 @@ def up(port: int, stack_name: str, extra_overrides: list[str] | None = None) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["up", "outputs"])
+    parser.add_argument("command", choices=["up", "outputs", "repair", "warm-up"])
     parser.add_argument("--port", type=int, default=emulator.DEFAULT_PORT)
     parser.add_argument("--stack-name", default=DEFAULT_STACK)
     args = parser.parse_args()
@@ -201,9 +529,19 @@ def main() -> None:
             # AWS) is a mistake to stop at, not to override silently. deploy() checks its own env again.
             if "AWS_ENDPOINT_URL" in os.environ:
                 require_local_endpoint(os.environ["AWS_ENDPOINT_URL"])
+            # Recorded first: when a later step fails, `make down` still finds the emulator it started.
+            emulator.record_port(args.port)
             found = up(args.port, args.stack_name)
         except NonLocalEndpointError as error:
             sys.exit(f"stack.py: {error}")
+        except subprocess.CalledProcessError as error:
+            sys.exit(f"stack.py: {Path(error.cmd[0]).name} {error.cmd[1]} failed (exit {error.returncode}), see above")
+    elif args.command == "repair":
+        repair_drift(args.port, args.stack_name)
+        return
+    elif args.command == "warm-up":
+        warm_up(args.port, args.stack_name)
+        return
     else:
         found = outputs(local_client("cloudformation", args.port), args.stack_name)
     width = max(map(len, found), default=0)

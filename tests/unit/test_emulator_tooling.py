@@ -1,9 +1,18 @@
 from __future__ import annotations
 
+import io
+import json
+import os
+import subprocess
+import zipfile
 from pathlib import Path
+from typing import Any
 
 import emulator
 import pytest
+import stack
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_each_emulator_gets_its_own_temp_dir_which_forget_removes(
@@ -26,3 +35,232 @@ def test_emulator_environment_drops_an_inherited_endpoint(monkeypatch: pytest.Mo
     env = emulator.emulator_environment(4567)
     assert "AWS_ENDPOINT_URL" not in env
     assert env["GATEWAY_PORT"] == "4567"
+
+
+# ------------------------------------------------------------------ bounded Lambda workers (issue 15)
+def test_the_emulator_gets_explicit_lambda_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LAMBDA_ACCOUNT_CONCURRENCY", raising=False)
+    monkeypatch.delenv("LAMBDA_WARM_TTL_SECONDS", raising=False)
+    env = emulator.emulator_environment(4567)
+    assert env["LAMBDA_ACCOUNT_CONCURRENCY"] == str(emulator.LAMBDA_ACCOUNT_CONCURRENCY) == "20"
+    assert env["LAMBDA_WARM_TTL_SECONDS"] == str(emulator.LAMBDA_WARM_TTL_SECONDS) == "60"
+
+
+def test_the_callers_environment_overrides_the_lambda_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAMBDA_ACCOUNT_CONCURRENCY", "50")
+    monkeypatch.setenv("LAMBDA_WARM_TTL_SECONDS", "300")
+    env = emulator.emulator_environment(4567)
+    assert (env["LAMBDA_ACCOUNT_CONCURRENCY"], env["LAMBDA_WARM_TTL_SECONDS"]) == ("50", "300")
+    # A test session's own extra environment still wins over both.
+    assert emulator.emulator_environment(4567, {"LAMBDA_ACCOUNT_CONCURRENCY": "5"})["LAMBDA_ACCOUNT_CONCURRENCY"] == "5"
+
+
+# -------------------------------------------------------------------------- the port travels (issue 15)
+@pytest.fixture
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr(emulator, "STATE_DIR", tmp_path / ".emulator")
+    monkeypatch.setattr(emulator, "CURRENT_PORT_FILE", tmp_path / ".emulator" / "current-port")
+    return tmp_path / ".emulator"
+
+
+def test_the_recorded_port_is_the_default_unless_emulator_port_is_set(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("EMULATOR_PORT", raising=False)
+    assert emulator.recorded_port() is None
+    assert emulator.default_port() == 4566
+
+    emulator.record_port(4610)
+    assert (state_dir / "current-port").read_text().strip() == "4610"
+    assert emulator.default_port() == 4610
+
+    monkeypatch.setenv("EMULATOR_PORT", "4620")
+    assert emulator.default_port() == 4620
+
+
+@pytest.mark.parametrize("text", ["", "abc", "0", "70000", "46 10", "4\u00b2"])
+def test_an_unreadable_record_is_ignored(state_dir: Path, text: str) -> None:
+    state_dir.mkdir()
+    (state_dir / "current-port").write_text(text)
+    assert emulator.recorded_port() is None
+
+
+def test_stop_forgets_the_record_of_its_own_port_only(state_dir: Path) -> None:
+    emulator.record_port(4610)
+    emulator.stop(4611)  # nothing of ours there: the record of 4610 stays
+    assert emulator.recorded_port() == 4610
+    emulator.stop(4610)
+    assert emulator.recorded_port() is None
+
+
+def _make(directory: Path, *args: str) -> str:
+    env = {key: value for key, value in os.environ.items() if key != "EMULATOR_PORT" and not key.startswith("MAKE")}
+    done = subprocess.run(
+        ["make", "-s", "-f", str(ROOT / "Makefile"), "-C", str(directory), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    return done.stdout
+
+
+def test_make_env_and_help_follow_the_recorded_port(tmp_path: Path) -> None:
+    assert "AWS_ENDPOINT_URL=http://localhost:4566 " in _make(tmp_path, "env")
+    (tmp_path / ".emulator").mkdir()
+    (tmp_path / ".emulator" / "current-port").write_text("4610\n")
+
+    assert "AWS_ENDPOINT_URL=http://localhost:4610 " in _make(tmp_path, "env")
+    assert "AWS_ENDPOINT_URL=http://localhost:4620 " in _make(tmp_path, "env", "EMULATOR_PORT=4620")
+    assert "Emulator port: 4610" in _make(tmp_path, "help")
+
+
+def test_make_help_prints_commands_as_they_are_typed(tmp_path: Path) -> None:
+    """The Makefile writes `$$` for a shell's `$`: help shows what to type, `eval "$(make -s env)"`."""
+    text = _make(tmp_path, "help")
+    assert 'eval "$(make -s env)"' in text
+    assert "$$" not in text
+
+
+# ------------------------------------------------------------------------------ drift repair (issue 15)
+def _zip(text: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("handler.py", text)
+    return buffer.getvalue()
+
+
+BUILT_CODE = _zip("def handler(event, context): return 'built'\n")
+CHANGED_CODE = _zip("def handler(event, context): return 'changed'\n")
+ASL = '{"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "${FnArn}", "Parameters": {"T": "${Table}"}, "End": true}}}'
+
+
+class FakeS3:
+    objects = {("bucket", "code-a"): BUILT_CODE, ("bucket", "code-b"): BUILT_CODE, ("bucket", "asl"): ASL.encode()}
+
+    def get_object(self, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803 - boto3's names
+        return {"Body": io.BytesIO(self.objects[(Bucket, Key)])}
+
+
+class FakeLambda:
+    def __init__(self, code: dict[str, bytes]) -> None:
+        self.code = code
+        self.updates: list[dict[str, str]] = []
+
+    def get_function_configuration(self, FunctionName: str) -> dict[str, Any]:  # noqa: N803
+        return {
+            "FunctionArn": f"arn:aws:lambda:us-east-1:000000000000:function:{FunctionName}",
+            "CodeSha256": stack.code_sha256(self.code[FunctionName]),
+            "LastUpdateStatus": "Successful",
+        }
+
+    def update_function_code(self, **kwargs: str) -> None:
+        self.updates.append(kwargs)
+        self.code[kwargs["FunctionName"]] = FakeS3.objects[(kwargs["S3Bucket"], kwargs["S3Key"])]
+
+
+class FakeStepFunctions:
+    def __init__(self, definition: str) -> None:
+        self.definition = definition
+        self.updates: list[dict[str, str]] = []
+
+    def describe_state_machine(self, stateMachineArn: str) -> dict[str, Any]:  # noqa: N803
+        return {"definition": self.definition}
+
+    def update_state_machine(self, **kwargs: str) -> None:
+        self.updates.append(kwargs)
+        self.definition = kwargs["definition"]
+
+
+SM_ARN = "arn:aws:states:us-east-1:000000000000:stateMachine:sm"
+TEMPLATE = {
+    "Resources": {
+        "FnA": {"Type": "AWS::Lambda::Function", "Properties": {"Code": {"S3Bucket": "bucket", "S3Key": "code-a"}}},
+        "FnB": {"Type": "AWS::Lambda::Function", "Properties": {"Code": {"S3Bucket": "bucket", "S3Key": "code-b"}}},
+        "Table": {"Type": "AWS::DynamoDB::Table", "Properties": {}},
+        "Machine": {
+            "Type": "AWS::StepFunctions::StateMachine",
+            "Properties": {
+                "DefinitionS3Location": {"Bucket": "bucket", "Key": "asl"},
+                "DefinitionSubstitutions": {"FnArn": {"Fn::GetAtt": ["FnA", "Arn"]}, "Table": {"Ref": "Table"}},
+            },
+        },
+    }
+}
+RESOURCES = {
+    "FnA": ("AWS::Lambda::Function", "fn-a"),
+    "FnB": ("AWS::Lambda::Function", "fn-b"),
+    "Table": ("AWS::DynamoDB::Table", "Orders"),
+    "Machine": ("AWS::StepFunctions::StateMachine", SM_ARN),
+}
+BUILT_DEFINITION = ASL.replace("${FnArn}", "arn:aws:lambda:us-east-1:000000000000:function:fn-a").replace(
+    "${Table}", "Orders"
+)
+
+
+def _find(lambda_client: FakeLambda, stepfunctions: FakeStepFunctions) -> tuple[list[Any], list[str], list[str]]:
+    return stack.find_drift(
+        TEMPLATE, RESOURCES, {}, s3=FakeS3(), lambda_client=lambda_client, stepfunctions=stepfunctions
+    )
+
+
+def test_nothing_drifted_when_live_code_and_definition_are_the_built_ones() -> None:
+    # The same definition, reformatted (as the service may store it), is no drift.
+    live = json.dumps(json.loads(BUILT_DEFINITION), indent=2, sort_keys=True)
+    drifts, checked, unchecked = _find(FakeLambda({"fn-a": BUILT_CODE, "fn-b": BUILT_CODE}), FakeStepFunctions(live))
+    assert drifts == []
+    assert sorted(checked) == sorted(["fn-a", "fn-b", SM_ARN])
+    assert unchecked == []
+
+
+def test_changed_code_and_definition_are_found_and_put_back_from_the_build() -> None:
+    lambda_client = FakeLambda({"fn-a": BUILT_CODE, "fn-b": CHANGED_CODE})
+    stepfunctions = FakeStepFunctions(BUILT_DEFINITION.replace("Orders", "SomethingElse"))
+
+    drifts, _, _ = _find(lambda_client, stepfunctions)
+    assert [(drift.kind, drift.name) for drift in drifts] == [("function", "fn-b"), ("state machine", SM_ARN)]
+    for drift in drifts:
+        drift.repair()
+
+    assert lambda_client.updates == [{"FunctionName": "fn-b", "S3Bucket": "bucket", "S3Key": "code-b"}]
+    assert stepfunctions.updates == [{"stateMachineArn": SM_ARN, "definition": BUILT_DEFINITION}]
+    assert _find(lambda_client, stepfunctions)[0] == []
+
+
+def test_a_substitution_it_cannot_evaluate_leaves_that_machine_unchecked_and_says_so() -> None:
+    template = json.loads(json.dumps(TEMPLATE))
+    template["Resources"]["Machine"]["Properties"]["DefinitionSubstitutions"]["Table"] = {"Fn::ImportValue": "x"}
+    drifts, checked, unchecked = stack.find_drift(
+        template,
+        RESOURCES,
+        {},
+        s3=FakeS3(),
+        lambda_client=FakeLambda({"fn-a": BUILT_CODE, "fn-b": BUILT_CODE}),
+        stepfunctions=FakeStepFunctions("{}"),
+    )
+    assert drifts == []
+    assert SM_ARN not in checked
+    assert len(unchecked) == 1
+    assert "Machine" in unchecked[0]
+
+
+def test_code_sha256_is_lambdas_base64_digest() -> None:
+    assert stack.code_sha256(b"abc") == "ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0="
+
+
+def test_substitutions_resolve_like_cloudformation() -> None:
+    physical = {"Fn": "fn", "Table": "Orders", "Machine": SM_ARN}
+
+    def arn_of(logical_id: str) -> str:
+        return f"arn:{logical_id}"
+
+    assert stack.resolve({"Ref": "Mode"}, physical, {"Mode": "none"}, arn_of) == "none"
+    assert stack.resolve({"Ref": "Table"}, physical, {}, arn_of) == "Orders"
+    assert stack.resolve({"Fn::GetAtt": ["Fn", "Arn"]}, physical, {}, arn_of) == "arn:Fn"
+    assert stack.resolve({"Fn::GetAtt": "Fn.Arn"}, physical, {}, arn_of) == "arn:Fn"
+    assert stack.resolve("literal", physical, {}, arn_of) == "literal"
+    for value in ({"Fn::GetAtt": ["Fn", "Name"]}, {"Ref": "Missing"}, {"Fn::Sub": "x"}, True):
+        with pytest.raises(stack.UnresolvableError):
+            stack.resolve(value, physical, {}, arn_of)
+    assert stack.substitute('{"a": "${A}", "b": "${Unknown}"}', {"A": "1"}) == '{"a": "1", "b": "${Unknown}"}'

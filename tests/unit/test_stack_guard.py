@@ -36,7 +36,7 @@ def test_other_endpoints_are_refused(url: str | None) -> None:
 @pytest.mark.parametrize("env", [{"AWS_ENDPOINT_URL": "https://cloudformation.us-east-1.amazonaws.com"}, {}])
 def test_deploy_refuses_before_calling_sam(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[list[str]] = []
-    monkeypatch.setattr(stack, "sam", lambda args, env: calls.append(args))
+    monkeypatch.setattr(stack, "sam", lambda args, env, log=None: calls.append(args))
 
     with pytest.raises(stack.NonLocalEndpointError):
         stack.deploy(env, "any-stack")
@@ -46,7 +46,7 @@ def test_deploy_refuses_before_calling_sam(env: dict[str, str], monkeypatch: pyt
 
 def test_deploy_to_a_local_endpoint_passes_it_as_emulator_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[list[str]] = []
-    monkeypatch.setattr(stack, "sam", lambda args, env: calls.append(args))
+    monkeypatch.setattr(stack, "sam", lambda args, env, log=None: calls.append(args))
     monkeypatch.setattr(stack, "local_parameter_overrides", lambda: ["OffsetUnitSeconds=3", "FaultInjection=enabled"])
 
     stack.deploy({"AWS_ENDPOINT_URL": "http://localhost:4566"}, "s", ["FaultInjection=disabled"])
@@ -87,3 +87,46 @@ def test_overrides_keep_a_quoted_value_whole_and_refuse_one_cut_in_two() -> None
     ]
     with pytest.raises(ValueError, match="quote a value that contains spaces"):
         stack.split_overrides("A=1 B=rate(1 minute)")
+
+
+# ------------------------------------------------------------------ quiet, with progress (issue 15)
+@pytest.fixture
+def fake_sam(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A `sam` that prints a changeset-like table and exits with the code in FAKE_SAM_EXIT."""
+    script = tmp_path / "sam"
+    script.write_text(
+        '#!/bin/sh\necho "changeset table for $1"\necho "noise on stderr" >&2\nexit "${FAKE_SAM_EXIT:-0}"\n'
+    )
+    script.chmod(0o755)
+    monkeypatch.setattr(stack, "sam_cli", lambda: script)
+    return script
+
+
+def test_with_a_log_sams_output_goes_there_not_to_the_terminal(
+    fake_sam: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "sam.log"
+
+    written = stack.sam(["build"], {"PATH": "/usr/bin:/bin"}, log)
+
+    assert "changeset table for build" in written
+    assert "noise on stderr" in written
+    assert "$ sam build" in log.read_text()
+    terminal = capfd.readouterr()
+    assert terminal.out == ""
+    assert terminal.err == ""
+
+
+def test_when_sam_fails_its_whole_log_is_printed_and_the_error_raised(
+    fake_sam: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "sam.log"
+    stack.sam(["build"], {"PATH": "/usr/bin:/bin"}, log)
+
+    with pytest.raises(subprocess.CalledProcessError):
+        stack.sam(["deploy"], {"PATH": "/usr/bin:/bin", "FAKE_SAM_EXIT": "1"}, log)
+
+    printed = capfd.readouterr().err
+    assert "sam deploy failed (exit 1)" in printed
+    assert "changeset table for build" in printed  # the log in full, earlier steps included
+    assert "changeset table for deploy" in printed

@@ -16,6 +16,7 @@ from commonlib import aws, faults
 from commonlib.clock import parse_isoformat
 from commonlib.observability import logger, metrics, tracer
 from commonlib.serialization import json_ready
+from commonlib.warm_up import answers_warm_up
 from enrollment import store
 from enrollment.store import Tables
 
@@ -27,6 +28,7 @@ def _tables() -> Tables:
     return Tables.from_environment()
 
 
+@answers_warm_up
 @logger.inject_lambda_context(correlation_id_path="input.correlationId")
 @tracer.capture_lambda_handler
 @faults.injectable
@@ -44,6 +46,7 @@ def accept_offer(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
     return result
 
 
+@answers_warm_up
 @logger.inject_lambda_context(correlation_id_path=STEP_CORRELATION)
 @tracer.capture_lambda_handler
 @faults.injectable
@@ -57,6 +60,7 @@ def verify_customer(event: dict[str, Any], context: LambdaContext) -> dict[str, 
     return result
 
 
+@answers_warm_up
 @logger.inject_lambda_context(correlation_id_path=STEP_CORRELATION)
 @tracer.capture_lambda_handler
 @faults.injectable
@@ -76,6 +80,7 @@ def rules_lab(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return result
 
 
+@answers_warm_up
 @logger.inject_lambda_context(correlation_id_path=STEP_CORRELATION)
 @tracer.capture_lambda_handler
 @faults.injectable
@@ -101,6 +106,7 @@ def record_outcome(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     )
 
 
+@answers_warm_up
 @logger.inject_lambda_context(correlation_id_path=STEP_CORRELATION)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
@@ -114,6 +120,7 @@ def commit_enrollment(event: dict[str, Any], context: LambdaContext) -> dict[str
     return result
 
 
+@answers_warm_up
 @logger.inject_lambda_context(correlation_id_path=STEP_CORRELATION)
 @tracer.capture_lambda_handler
 @faults.injectable
@@ -127,6 +134,7 @@ def revert_enrollment(event: dict[str, Any], context: LambdaContext) -> dict[str
     return result
 
 
+@answers_warm_up
 @logger.inject_lambda_context(correlation_id_path=STEP_CORRELATION)
 @tracer.capture_lambda_handler
 @faults.injectable
@@ -138,6 +146,7 @@ def publish_enrollment(event: dict[str, Any], context: LambdaContext) -> dict[st
     return result
 
 
+@answers_warm_up
 @logger.inject_lambda_context(correlation_id_path="correlationId")
 @tracer.capture_lambda_handler
 @metrics.log_metrics
@@ -187,6 +196,7 @@ def _handle_stream_record(record: Any) -> dict[str, Any]:
     return result
 
 
+@answers_warm_up
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
@@ -200,6 +210,7 @@ def data_lambda(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
     )
 
 
+@answers_warm_up
 @logger.inject_lambda_context(correlation_id_path="correlationId")
 @tracer.capture_lambda_handler
 @faults.injectable
@@ -211,6 +222,7 @@ def schedule_hook(event: dict[str, Any], context: LambdaContext) -> dict[str, An
     return result
 
 
+@answers_warm_up
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics

@@ -28,6 +28,7 @@ from commonlib import aws
 from commonlib.errors import InvalidInputError
 from commonlib.observability import logger, metrics, tracer
 from commonlib.validation import parse
+from commonlib.warm_up import answers_warm_up
 from enrollment import api, clients, model
 
 SYNC_EXECUTION_TIMEOUT_SECONDS = 28  # the API Lambda's timeout is 29 s, API Gateway's 29 s
@@ -177,6 +178,7 @@ def _unexpected(error: Exception) -> Response:
     )
 
 
+@answers_warm_up
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler
 @metrics.log_metrics

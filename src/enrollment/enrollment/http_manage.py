@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from commonlib import aws, faults
 from commonlib.observability import logger, metrics, tracer
+from commonlib.warm_up import answers_warm_up
 from enrollment import clients, manage, offsets
 from enrollment.store import Tables
 
@@ -96,6 +97,7 @@ def _unexpected(error: Exception) -> Response:
     return _json(500, {"error": "InternalError", "message": "the request could not be completed; it is safe to retry"})
 
 
+@answers_warm_up
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler
 @metrics.log_metrics

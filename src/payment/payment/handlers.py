@@ -9,6 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from commonlib import aws, faults
 from commonlib.observability import logger, metrics, tracer
+from commonlib.warm_up import answers_warm_up
 from payment import orders
 
 
@@ -16,6 +17,7 @@ def _orders_table() -> Any:
     return aws.dynamodb_table(os.environ["ORDERS_TABLE_NAME"])
 
 
+@answers_warm_up
 @logger.inject_lambda_context(correlation_id_path="executionId")
 @tracer.capture_lambda_handler
 @metrics.log_metrics
@@ -27,6 +29,7 @@ def create_order(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
     return result
 
 
+@answers_warm_up
 @logger.inject_lambda_context(correlation_id_path="executionId")
 @tracer.capture_lambda_handler
 @faults.injectable
@@ -36,6 +39,7 @@ def hold_payment(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
     return {"order": order}
 
 
+@answers_warm_up
 @logger.inject_lambda_context(correlation_id_path="executionId")
 @tracer.capture_lambda_handler
 @metrics.log_metrics
