@@ -113,8 +113,18 @@ def sam(args: list[str], env: dict[str, str], log: Path | None = None) -> str:
     return text[start:]
 
 
+def build_dir() -> Path | None:
+    """Where `build` writes and `deploy` reads, when STACK_BUILD_DIR names one: each parallel test
+    worker deploys from a directory of its own, so that one worker's rebuild (the README test runs
+    `make demo`) never rewrites files another worker's `sam deploy` is packaging. Unset: SAM's own
+    .aws-sam/build."""
+    value = os.environ.get("STACK_BUILD_DIR", "").strip()
+    return Path(value) if value else None
+
+
 def build(env: dict[str, str], log: Path | None = None) -> None:
-    sam(["build", "--config-env", "local"], env, log)
+    directory = build_dir()
+    sam(["build", "--config-env", "local", *(["--build-dir", str(directory)] if directory else [])], env, log)
 
 
 # One `Key=Value` of a parameter_overrides string, as SAM reads it: a value with spaces is quoted.
@@ -172,6 +182,9 @@ def deploy(
     emulator_endpoint = [f"EmulatorEndpoint={endpoint}"] if with_emulator_endpoint else []
     overrides = merge_overrides(local_parameter_overrides(), emulator_endpoint, extra_overrides or [])
     args = ["deploy", "--config-env", "local", "--stack-name", stack_name, "--no-progressbar"]
+    if directory := build_dir():
+        # SAM looks for samconfig.toml beside the template it deploys: name the project's.
+        args += ["--template-file", str(directory / "template.yaml"), "--config-file", str(ROOT / "samconfig.toml")]
     return sam([*args, "--parameter-overrides", *overrides], env, log)
 
 

@@ -5,6 +5,8 @@ Every emulator started here is stopped by its PID when the session ends, pass or
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,8 +14,10 @@ from typing import Any
 import emulator
 import pytest
 import stack
+from filelock import FileLock
 
 from tests.support.invariants import assert_invariants
+from tests.support.template import ROOT
 
 STACK_NAME = "mock-payment-workflow-stack"
 
@@ -41,7 +45,25 @@ def start_emulator(extra_env: dict[str, str] | None = None) -> tuple[int, Any]:
 
 @pytest.fixture(scope="session")
 def built() -> None:
-    stack.build(stack.local_environment(emulator.DEFAULT_PORT))
+    """`sam build`, once per test run. Under pytest-xdist each worker deploys from a copy of its own
+    (STACK_BUILD_DIR, read by stack.build and stack.deploy, and inherited by the `make` commands the
+    README test runs): the first worker builds under a lock, the others copy what it built."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        stack.build(stack.local_environment(emulator.DEFAULT_PORT))
+        return
+    shared = ROOT / ".aws-sam" / "build"
+    own = ROOT / ".aws-sam" / f"build-{worker}"
+    marker = ROOT / ".aws-sam" / "build.testrun"
+    shared.parent.mkdir(exist_ok=True)
+    with FileLock(str(ROOT / ".aws-sam" / "build.lock")):
+        run = os.environ["PYTEST_XDIST_TESTRUNUID"]
+        if not (marker.exists() and marker.read_text() == run):
+            stack.build(stack.local_environment(emulator.DEFAULT_PORT))
+            marker.write_text(run)
+        shutil.rmtree(own, ignore_errors=True)
+        shutil.copytree(shared, own, symlinks=True)
+    os.environ["STACK_BUILD_DIR"] = str(own)
 
 
 @pytest.fixture(scope="session")

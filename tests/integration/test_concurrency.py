@@ -3,20 +3,17 @@ counts match the answers.
 
 All 50 clients start at once and each sends its next request as soon as it has the answer to the
 last, for the window. The local stage is throttled to what the emulator sustains (samconfig `local`:
-1 request per second, bursts of 2), so most attempts are answered 429 by API Gateway and retried by
+3 requests per second, bursts of 3), so many attempts are answered 429 by API Gateway and retried by
 the client the way an AWS SDK retries them (scripts/api_client.py); a request still throttled when
 the window closes counts as a 429. Every answer must be a 201 or a 429: a 201 is one enrollment,
 audited once at each step and published once; a 429 wrote nothing anywhere.
 
-Why the local limit is that low (measured 2026-11-22 on a quiet 2-core machine, 50 such clients for
-60 s): the emulator runs each concurrent call of a function in a worker process it starts on demand
-and keeps, about 0.8 CPU-seconds each, half of it in its own process unpacking the function and the
-16 MB layer; it also discards a worker whose handler raised or timed out. At 1 and 1.5 admitted
-requests per second the workers settle within about 20 s (22 and 32 of them) and every answer was a
-201 or a 429. At 2 and 3 per second the steps time out while workers start, the timeouts discard
-workers, and about a third of the requests timed out or got 500. Unthrottled, an earlier open ramp of
-50 clients got 500 for 55 of 55 requests. The same cascade follows when another heavy job shares the
-2 cores (a second test suite running at the same time made this test fail).
+Why the local limit is that low: the emulator runs each concurrent call of a function in a worker
+process it starts on demand, about 0.8 CPU-seconds each, and runs at most LAMBDA_ACCOUNT_CONCURRENCY
+calls at once (scripts/emulator.py). Measured with scripts/bench.py's loads on a quiet 2-core machine
+(README, "Reliability and security"): at 3 admitted requests per second, 10 closed-loop clients got no
+5xx and a burst of 50 all enrolled; at 5 and 20 per second, answers of 500 appeared. The same cascade
+follows when another heavy job shares the 2 cores.
 """
 
 from __future__ import annotations

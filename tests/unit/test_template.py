@@ -23,7 +23,12 @@ TRANSIENT_LAMBDA_ERRORS = {
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException",
+    # The emulator reports a lambda:invoke it throttled (LAMBDA_ACCOUNT_CONCURRENCY) as Lambda.Unknown.
+    "Lambda.Unknown",
 }
+# A throttle lasts as long as the burst behind it: the retrier that absorbs it waits up to 8 s between
+# attempts, 5 attempts in all, where a Lambda service hiccup would need one or two.
+THROTTLE_RETRY_MIN_ATTEMPTS = 5
 
 
 def asl(name: str) -> dict:
@@ -349,6 +354,9 @@ def test_every_task_has_timeout_and_transient_retries() -> None:
             retried = {error for retrier in state.get("Retry", []) for error in retrier["ErrorEquals"]}
             if state["Resource"] == "arn:aws:states:::lambda:invoke":
                 assert retried >= TRANSIENT_LAMBDA_ERRORS, f"{path.name}:{name} misses transient retries"
+                throttle = next(r for r in state["Retry"] if "Lambda.TooManyRequestsException" in r["ErrorEquals"])
+                assert throttle["MaxAttempts"] >= THROTTLE_RETRY_MIN_ATTEMPTS, f"{path.name}:{name} gives up early"
+                assert throttle.get("JitterStrategy") == "FULL", f"{path.name}:{name} retries in lockstep"
             else:
                 assert retried, f"{path.name}:{name} retries nothing"
 
