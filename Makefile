@@ -16,10 +16,12 @@ ifeq ($(origin EMULATOR_PORT),undefined)
 EMULATOR_PORT := $(or $(shell grep -xE '[0-9]{1,5}' .emulator/current-port 2>/dev/null),4566)
 endif
 STACK_NAME ?= mock-payment-workflow-stack
-# Test workers (pytest-xdist), a test file each at a time. The integration tests mostly wait (on hooks
-# due in compressed days, on the scheduler's 10 s tick, on the API's throttling), so three workers, each
-# with an emulator and a stack of its own, overlap those waits on two cores. PARALLEL= runs in one process.
-PARALLEL ?= -n 3 --dist loadfile
+# Test workers (pytest-xdist). The integration tests mostly wait (on hooks due in compressed days, on the
+# scheduler's 10 s tick, on the API's throttling), so four workers, each with an emulator and a stack
+# of its own, overlap those waits on two cores; an idle worker takes tests from a busy one (worksteal).
+# The two `load` tests run while no other integration test does (tests/integration/conftest.py).
+# PARALLEL= runs everything in one process.
+PARALLEL ?= -n 4 --dist worksteal
 
 # Everything that talks to the emulator: dummy credentials, one region, the endpoint override.
 LOCAL_ENV := AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 \
@@ -89,7 +91,7 @@ unit: venv ## Unit tests only (no network)
 integration: venv ## Integration tests only (a fresh emulator per test worker, each on a free port)
 	$(BIN)/pytest tests/integration -q $(PARALLEL)
 
-load: venv ## only the two 50-client tests (both are part of `make test` too), on a fresh emulator
+load: venv ## only the two 50-client tests (marked `load`; both are part of `make test` too), on a fresh emulator
 	$(BIN)/pytest -q -s tests/integration/test_concurrency.py \
 		tests/integration/test_enrollment_api.py::test_concurrent_requests_for_one_contract_enroll_exactly_once
 

@@ -67,8 +67,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "src/layers/common")]
 import api_client  # noqa: E402
 import emulator  # noqa: E402
 import stack  # noqa: E402
-
-from tests.support.template import template  # noqa: E402
+from sam_template import template  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 BUILD = ROOT / ".aws-sam" / "build"
@@ -714,8 +713,6 @@ def measure_hooks(
 
 
 def function_directories() -> dict[str, tuple[str, Path]]:
-    from tests.support.template import template
-
     functions = {}
     for logical_id, body in template()["Resources"].items():
         if body["Type"] == "AWS::Serverless::Function":

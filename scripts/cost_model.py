@@ -24,9 +24,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "src/layers/common"), str(ROOT / "src/enrollment")]
 
+from sam_template import template  # noqa: E402
+
 from commonlib.validation import parse  # noqa: E402
 from enrollment import hooks, model, offers, publisher, store  # noqa: E402
-from tests.support.template import template  # noqa: E402
 
 PRICES_AS_OF = "2025-01 list prices, us-east-1, not re-verified on 2026-11-22"
 PRICES = {

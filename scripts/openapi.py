@@ -27,8 +27,9 @@ for source in ("src/layers/common", "src/enrollment", "."):  # the model, its la
     if str(ROOT / source) not in sys.path:
         sys.path.insert(0, str(ROOT / source))
 
+from sam_template import template  # noqa: E402 - the one reader of template.yaml's short tags
+
 from enrollment import model  # noqa: E402
-from tests.support.template import template  # noqa: E402 - the one reader of template.yaml's short tags
 
 
 def _json(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import stack
 from filelock import FileLock
 
 from tests.support.invariants import assert_invariants
+from tests.support.machine import machine_share
 from tests.support.template import ROOT
 
 STACK_NAME = "mock-payment-workflow-stack"
@@ -79,7 +80,8 @@ def fresh_emulator() -> Iterator[int]:
 @pytest.fixture(scope="session")
 def local_stack(built: None, fresh_emulator: int) -> LocalStack:
     env = stack.local_environment(fresh_emulator)
-    stack.deploy(env, STACK_NAME)
+    with machine_share(exclusive=False):
+        stack.deploy(env, STACK_NAME)
     deployed = LocalStack(port=fresh_emulator, env=env)
     deployed.outputs = stack.outputs(deployed.client("cloudformation"), STACK_NAME)
     stack.seed_sample_accounts(fresh_emulator, deployed.outputs)

@@ -34,7 +34,7 @@ from tests.integration.conftest import EnrollmentApi, LocalStack
 from tests.support.enrollment import HttpAnswer, post, scan, stream_records
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.load]
 SEED = json.loads((Path(__file__).resolve().parents[2] / "events/enrollment/input.json").read_text())
 CLIENTS = 50
 WINDOW_SECONDS = 60
