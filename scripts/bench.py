@@ -411,19 +411,9 @@ def measure_shape_floor(port: int, outputs: dict[str, str], runs: int) -> dict[s
 
 def add_bench_accounts(port: int, outputs: dict[str, str], count: int) -> list[str]:
     """Active UCP accounts, one per client or burst request, so that they do not all update one item."""
-    dynamodb = stack.local_client("dynamodb", port)
-    accounts = [f"BENCH-ACCOUNT-{number:02d}" for number in range(count)]
-    for account_id in accounts:
-        dynamodb.put_item(
-            TableName=outputs["UcpTableName"],
-            Item={
-                "accountId": {"S": account_id},
-                "status": {"S": "active"},
-                "flags": {"L": []},
-                "contracts": {"M": {}},
-            },
-        )
-    return accounts
+    return stack.add_active_accounts(
+        stack.local_client("dynamodb", port), outputs["UcpTableName"], "BENCH-ACCOUNT", count
+    )
 
 
 def backoff_seconds(throttled: int) -> float:

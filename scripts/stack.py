@@ -212,6 +212,23 @@ def seed_accounts(dynamodb: Any, table_name: str) -> tuple[int, int]:
     return added, kept
 
 
+def add_active_accounts(dynamodb: Any, table_name: str, prefix: str, count: int) -> list[str]:
+    """`count` active UCP accounts with no contract (`PREFIX-00`, `PREFIX-01`, …): one per load client,
+    so that concurrent enrollments do not all update one UCP item."""
+    accounts = [f"{prefix}-{number:02d}" for number in range(count)]
+    for account_id in accounts:
+        dynamodb.put_item(
+            TableName=table_name,
+            Item={
+                "accountId": {"S": account_id},
+                "status": {"S": "active"},
+                "flags": {"L": []},
+                "contracts": {"M": {}},
+            },
+        )
+    return accounts
+
+
 def local_client(service_name: str, port: int, **kwargs: Any) -> Any:
     """A boto3 client for the emulator. Host prefixes are off: `sync-localhost` does not resolve."""
     return boto3.client(

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import stack
 
 from enrollment.store import expand
 from tests.integration.conftest import EnrollmentApi, LocalStack
@@ -51,19 +52,9 @@ def offer(contract_id: str, account_id: str) -> dict[str, Any]:
 
 def add_customers(local_stack: LocalStack) -> list[str]:
     """One active customer per client, so that the clients do not all update one UCP item."""
-    dynamodb = local_stack.client("dynamodb")
-    accounts = [f"LOAD-ACCOUNT-{number:02d}" for number in range(CLIENTS)]
-    for account_id in accounts:
-        dynamodb.put_item(
-            TableName=local_stack.outputs["UcpTableName"],
-            Item={
-                "accountId": {"S": account_id},
-                "status": {"S": "active"},
-                "flags": {"L": []},
-                "contracts": {"M": {}},
-            },
-        )
-    return accounts
+    return stack.add_active_accounts(
+        local_stack.client("dynamodb"), local_stack.outputs["UcpTableName"], "LOAD-ACCOUNT", CLIENTS
+    )
 
 
 class Clients:
