@@ -15,7 +15,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("load") is None)
 
 
-@pytest.fixture(autouse=True)
-def _machine_share(request: pytest.FixtureRequest) -> Iterator[None]:
-    with machine_share(exclusive=request.node.get_closest_marker("load") is not None):
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Around a test's whole protocol, so that the module and session fixtures its setup starts (a
+    worker's deploy, a module's own stack) share the machine too."""
+    with machine_share(exclusive=item.get_closest_marker("load") is not None):
         yield

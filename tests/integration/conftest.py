@@ -17,7 +17,6 @@ import stack
 from filelock import FileLock
 
 from tests.support.invariants import assert_invariants
-from tests.support.machine import machine_share
 from tests.support.template import ROOT
 
 STACK_NAME = "mock-payment-workflow-stack"
@@ -80,8 +79,9 @@ def fresh_emulator() -> Iterator[int]:
 @pytest.fixture(scope="session")
 def local_stack(built: None, fresh_emulator: int) -> LocalStack:
     env = stack.local_environment(fresh_emulator)
-    with machine_share(exclusive=False):
-        stack.deploy(env, STACK_NAME)
+    stack.deploy(env, STACK_NAME)
+    # As `make up` leaves it: every function with a ready worker before the first test's request.
+    assert all(result.ok for result in stack.warm_up(fresh_emulator, STACK_NAME))
     deployed = LocalStack(port=fresh_emulator, env=env)
     deployed.outputs = stack.outputs(deployed.client("cloudformation"), STACK_NAME)
     stack.seed_sample_accounts(fresh_emulator, deployed.outputs)

@@ -259,13 +259,14 @@ def test_malformed_bodies_are_400_naming_each_field_and_write_nothing(
     assert snapshot(local_stack) == before
 
 
+@pytest.mark.load
 def test_concurrent_requests_for_one_contract_enroll_exactly_once(
     local_stack: LocalStack, enrollment_api: EnrollmentApi
 ) -> None:
     # Eventual actions far in the future: no hook fires while the race runs.
     far_draft = {"List": [{"name": "action2", "offset": 0}, {"name": "action1", "offset": 300}]}
     body = offer("IT-RACE-1", contractDraft=far_draft)
-    # All at once: the stage admits about three per second (samconfig `local`), the others are answered 429
+    # All at once: the stage admits about two per second (samconfig `local`), the others are answered 429
     # and sent again (tests/support/enrollment.post), so the guard sees them in overlapping waves.
     with ThreadPoolExecutor(max_workers=RACE_CLIENTS) as pool:
         answers = list(
