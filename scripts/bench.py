@@ -972,13 +972,8 @@ def settle(port: int, outputs: dict[str, str], enrolled: int, seconds: float = 3
 
 
 def scan_items(dynamodb: Any, table_name: str) -> list[dict[str, Any]]:
-    items, query = [], {"TableName": table_name, "ConsistentRead": True}
-    while True:
-        page = dynamodb.scan(**query)
-        items += page["Items"]
-        if "LastEvaluatedKey" not in page:
-            return items
-        query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    pages = dynamodb.get_paginator("scan").paginate(TableName=table_name, ConsistentRead=True)
+    return [item for page in pages for item in page["Items"]]
 
 
 def measure_issue15(port: int, pid: int, options: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:

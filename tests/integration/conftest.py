@@ -20,6 +20,7 @@ from tests.support.invariants import assert_invariants
 from tests.support.template import ROOT
 
 STACK_NAME = "mock-payment-workflow-stack"
+BUILD_LOCK_SECONDS = 900  # a first build installs the layer's packages; another worker's waits for it
 
 
 @dataclass
@@ -56,7 +57,7 @@ def built() -> None:
     own = ROOT / ".aws-sam" / f"build-{worker}"
     marker = ROOT / ".aws-sam" / "build.testrun"
     shared.parent.mkdir(exist_ok=True)
-    with FileLock(str(ROOT / ".aws-sam" / "build.lock")):
+    with FileLock(str(ROOT / ".aws-sam" / "build.lock"), timeout=BUILD_LOCK_SECONDS):
         run = os.environ["PYTEST_XDIST_TESTRUNUID"]
         if not (marker.exists() and marker.read_text() == run):
             stack.build(stack.local_environment(emulator.DEFAULT_PORT))

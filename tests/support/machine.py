@@ -13,6 +13,7 @@ import fcntl
 import os
 import time
 from collections.abc import Iterator
+from typing import IO
 
 from tests.support.template import ROOT
 
@@ -28,21 +29,34 @@ def machine_share(exclusive: bool) -> Iterator[None]:
         yield
         return
     MACHINE_LOCK.parent.mkdir(exist_ok=True)
+    deadline = time.monotonic() + LOAD_WAIT_LIMIT_SECONDS
     with MACHINE_LOCK.open("a") as handle:
         if exclusive:
             LOAD_WAITING.write_text(run)
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            _lock(handle, fcntl.LOCK_EX, deadline)
         else:
-            deadline = time.monotonic() + LOAD_WAIT_LIMIT_SECONDS
             while time.monotonic() < deadline and _load_waiting(run):
                 time.sleep(0.5)
-            fcntl.flock(handle, fcntl.LOCK_SH)
+            _lock(handle, fcntl.LOCK_SH, deadline)
         try:
             yield
         finally:
             if exclusive:
                 LOAD_WAITING.unlink(missing_ok=True)
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _lock(handle: IO[str], mode: int, deadline: float) -> None:
+    """flock, polled, so that a holder that never lets go fails this test by name instead of hanging."""
+    while True:
+        try:
+            fcntl.flock(handle, mode | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                kind = "exclusive" if mode == fcntl.LOCK_EX else "shared"
+                raise TimeoutError(f"no {kind} hold on {MACHINE_LOCK} within {LOAD_WAIT_LIMIT_SECONDS} s") from None
+            time.sleep(0.2)
 
 
 def _load_waiting(run: str) -> bool:
