@@ -98,7 +98,7 @@ load: venv ## only the two 50-client tests (marked `load`; both are part of `mak
 test: lint ## Every test: lint, unit, integration
 	$(BIN)/pytest -q $(PARALLEL)
 
-diagrams: venv ## Re-render README.md's state machine diagrams from statemachine/*.asl.json
+diagrams: venv ## Re-render docs/architecture.md's state machine diagrams from statemachine/*.asl.json
 	$(BIN)/python scripts/asl_diagram.py
 
 openapi: venv ## Write openapi/enrollment-api.json from template.yaml's API and the request model
@@ -110,7 +110,7 @@ bench: venv ## Benchmark on a fresh emulator; writes bench/results/latest.{json,
 cost: venv ## Cost per million enrollments and payment workflows at AWS list prices
 	$(BIN)/python scripts/cost_model.py
 
-cost-readme: venv ## Rewrite README.md's table of cost levers from the cost model
+cost-readme: venv ## Rewrite docs/performance-and-cost.md's table of cost levers from the cost model
 	$(BIN)/python scripts/cost_model.py --readme
 
 clean: ## Remove build output (keeps the venv)

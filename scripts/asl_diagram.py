@@ -1,9 +1,9 @@
-"""Render each state machine's ASL as a Mermaid flowchart, and keep README.md's copies current.
+"""Render each state machine's ASL as a Mermaid flowchart, and keep docs/architecture.md's copies current.
 
-    python scripts/asl_diagram.py            # rewrite the diagrams between the README markers
-    python scripts/asl_diagram.py --check    # exit 1 when README.md differs from the ASL
+    python scripts/asl_diagram.py            # rewrite the diagrams between the markers of docs/architecture.md
+    python scripts/asl_diagram.py --check    # exit 1 when docs/architecture.md differs from the ASL
 
-A README block `<!-- asl-diagram: statemachine/X.asl.json -->` ... `<!-- /asl-diagram -->` holds the
+A block `<!-- asl-diagram: statemachine/X.asl.json -->` ... `<!-- /asl-diagram -->` holds the
 diagram of that file. Tasks are boxes, Choices diamonds, Pass states rounded, Fail/Succeed circles;
 a dotted edge is a Catch; a Map is a subgraph of its item states.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
+DOCUMENT = ROOT / "docs" / "architecture.md"
 BLOCK = re.compile(r"(<!-- asl-diagram: (?P<path>[^ ]+) -->\n)(?P<body>.*?)(<!-- /asl-diagram -->)", re.S)
 OPERATORS = ("StringEquals", "BooleanEquals", "NumericEquals", "IsPresent", "IsString", "StringMatches")
 
@@ -92,7 +92,7 @@ def render(asl_path: Path) -> str:
     return f"```mermaid\n{body}\n```\n"
 
 
-def updated_readme(text: str) -> str:
+def updated_document(text: str) -> str:
     return BLOCK.sub(lambda m: f"{m.group(1)}{render(ROOT / m['path'])}{m.group(4)}", text)
 
 
@@ -100,14 +100,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
-    current = README.read_text()
-    wanted = updated_readme(current)
+    current = DOCUMENT.read_text()
+    wanted = updated_document(current)
     if args.check:
         if current != wanted:
-            print("README.md diagrams differ from the ASL: run `make diagrams`", file=sys.stderr)
+            print("docs/architecture.md diagrams differ from the ASL: run `make diagrams`", file=sys.stderr)
             sys.exit(1)
         return
-    README.write_text(wanted)
+    DOCUMENT.write_text(wanted)
     print(f"{len(BLOCK.findall(current))} diagrams written")
 
 

@@ -400,12 +400,13 @@ def report(title: str, costs: Model) -> str:
     return "\n".join(lines)
 
 
+LEVERS_DOCUMENT = "docs/performance-and-cost.md"  # where `make cost-readme` writes the levers block
 LEVERS_START, LEVERS_END = "<!-- cost-levers -->\n", "\n<!-- /cost-levers -->"
 
 
 def levers_report(durations: dict[str, float]) -> str:
     """The levers left and the requirements below them, each priced by this model: the tables the
-    README's "Performance and cost" section shows (tests/unit/test_cost_model.py compares them)."""
+    docs/performance-and-cost.md shows (tests/unit/test_cost_model.py compares them)."""
     current = enrollment_model(durations).total
     lines = [
         f"Levers left, from ${current:,.2f}:",
@@ -420,7 +421,7 @@ def levers_report(durations: dict[str, float]) -> str:
     )
     lines += [
         "",
-        "| Then also dropping a requirement of an earlier issue | USD per million |",
+        "| Then also dropping a requirement | USD per million |",
         "| --- | ---: |",
         f"| Nothing dropped (every lever above) | {enrollment_model(durations, ALL_LEVERS).total:,.2f} |",
     ]
@@ -432,14 +433,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--durations", type=Path, default=ROOT / "bench/results/latest.json")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--readme", action="store_true", help="rewrite README.md's levers block and stop")
+    parser.add_argument("--readme", action="store_true", help=f"rewrite {LEVERS_DOCUMENT}'s levers block and stop")
     args = parser.parse_args()
     durations = measured_durations(args.durations)
     if args.readme:
-        readme = ROOT / "README.md"
-        head, rest = readme.read_text().split(LEVERS_START, 1)
+        document = ROOT / LEVERS_DOCUMENT
+        head, rest = document.read_text().split(LEVERS_START, 1)
         _, tail = rest.split(LEVERS_END, 1)
-        readme.write_text(f"{head}{LEVERS_START}{levers_report(durations)}{LEVERS_END}{tail}")
+        document.write_text(f"{head}{LEVERS_START}{levers_report(durations)}{LEVERS_END}{tail}")
         return
     enrollments, payments = enrollment_model(durations), payment_model(durations)
     if args.json:

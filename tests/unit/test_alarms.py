@@ -122,10 +122,10 @@ def test_topic_subscription_is_the_alarm_email_parameter_and_only_when_set() -> 
     assert document["Outputs"]["AlarmTopicArn"]["Value"] == TOPIC
 
 
-def test_readme_explains_the_alarms() -> None:
-    readme = (ROOT / "README.md").read_text()
-    assert "### Alarms" in readme
-    section = readme.split("### Alarms", 1)[1].split("\n## ", 1)[0]
+def test_operations_page_explains_the_alarms() -> None:
+    document = (ROOT / "docs" / "operations.md").read_text()
+    assert "\n## Alarms\n" in document
+    section = document.split("\n## Alarms\n", 1)[1].split("\n## ", 1)[0]
     for subject in ("enrollment-hooks-dlq", "enrollment-stream-rejects", "iterator-age", "-failed", "-timed-out"):
         assert subject in section, subject
     for subject in ("-errors", "-throttles", "enrollment-action-failed"):

@@ -43,19 +43,19 @@ def test_the_commit_transaction_bills_the_same_day_actions_only() -> None:
     assert "8 WRU" in commit.what  # 2 x (offer + UCP + 1 action + the run's audit item), 1 unit each
 
 
-def test_readme_shows_the_levers_as_the_model_prices_them() -> None:
-    readme = (cost_model.ROOT / "README.md").read_text()
-    block = readme.split(cost_model.LEVERS_START, 1)[1].split(cost_model.LEVERS_END, 1)[0]
+def test_the_cost_page_shows_the_levers_as_the_model_prices_them() -> None:
+    document = (cost_model.ROOT / cost_model.LEVERS_DOCUMENT).read_text()
+    block = document.split(cost_model.LEVERS_START, 1)[1].split(cost_model.LEVERS_END, 1)[0]
     durations = cost_model.measured_durations(cost_model.ROOT / "bench/results/latest.json")
 
-    assert block == cost_model.levers_report(durations), "README levers are stale: run `make cost-readme`"
+    assert block == cost_model.levers_report(durations), "the levers are stale: run `make cost-readme`"
 
 
-def test_the_readme_total_is_the_models() -> None:
-    readme = (cost_model.ROOT / "README.md").read_text()
+def test_the_cost_page_total_is_the_models() -> None:
+    document = (cost_model.ROOT / cost_model.LEVERS_DOCUMENT).read_text()
     durations = cost_model.measured_durations(cost_model.ROOT / "bench/results/latest.json")
 
-    assert f"| **Total** | **{cost_model.enrollment_model(durations).total:,.2f}** |" in readme
+    assert f"| **Total** | **{cost_model.enrollment_model(durations).total:,.2f}** |" in document
 
 
 def test_every_lever_and_dropped_requirement_lowers_the_cost() -> None:

@@ -5,15 +5,15 @@ import asl_diagram
 from tests.support.template import ROOT
 
 
-def test_readme_embeds_the_diagram_of_every_state_machine() -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_architecture_page_embeds_the_diagram_of_every_state_machine() -> None:
+    document = asl_diagram.DOCUMENT.read_text()
     for path in sorted((ROOT / "statemachine").glob("*.asl.json")):
-        assert f"<!-- asl-diagram: statemachine/{path.name} -->" in readme, path.name
+        assert f"<!-- asl-diagram: statemachine/{path.name} -->" in document, path.name
 
 
-def test_readme_diagrams_match_the_asl() -> None:
-    readme = (ROOT / "README.md").read_text()
-    assert asl_diagram.updated_readme(readme) == readme, "README diagrams are stale: run `make diagrams`"
+def test_architecture_page_diagrams_match_the_asl() -> None:
+    document = asl_diagram.DOCUMENT.read_text()
+    assert asl_diagram.updated_document(document) == document, "docs diagrams are stale: run `make diagrams`"
 
 
 def test_every_state_appears_in_its_diagram() -> None:
