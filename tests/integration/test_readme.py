@@ -1,8 +1,9 @@
-"""Every bash block of README.md that targets the emulator runs, in order, on a fresh emulator.
+"""Every bash block of README.md and docs/*.md that targets the emulator runs, in order, on a fresh emulator.
 
-The blocks start with `make demo` (README command 1) and end with the cleanup block, so this is also
-the end-to-end test of the first command and of the seed's CLI path (`aws cloudformation package`
-and `deploy`, start-execution, validation, delete-stack).
+The blocks start with `make demo` (README command 1) and end with the cleanup block of
+docs/deploy-to-aws.md, so this is also the end-to-end test of the first command, of each seed step
+as docs/seeds-step-by-step.md maps it, and of seed 001's CLI path (`aws cloudformation package` and
+`deploy`, start-execution, validation, delete-stack).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def test_readme_bash_blocks_run_against_a_fresh_emulator(built: None) -> None:
                 timeout=BLOCK_DEADLINE_SECONDS,
                 check=False,
             )
-            transcript.append(f"$ {block.body}\n{result.stdout}\n{result.stderr}")
+            transcript.append(f"$ [{block.page}]\n{block.body}\n{result.stdout}\n{result.stderr}")
             assert result.returncode == 0, "\n".join(transcript)
         outputs = {block.body: output for block, output in zip(runnable, transcript, strict=True)}
 
@@ -56,7 +57,9 @@ def test_readme_bash_blocks_run_against_a_fresh_emulator(built: None) -> None:
         assert "status now: paid" in demo
         assert "HTTP 201" in demo
         assert "first payment -> mock-payment-workflow" in demo
-        assert '"orderId": {\n            "S": "5678"' in output_of("5678")
+        payment = output_of("5678")
+        assert '"orderId": {\n            "S": "5678"' in payment
+        assert '"S": "paid"' in payment
         assert '"Payment for order invoke-1001 accepted at' in output_of("sam remote invoke")
         api = output_of("C-README-1")
         assert [line for line in api.splitlines() if line.startswith("HTTP ")] == [
@@ -69,11 +72,25 @@ def test_readme_bash_blocks_run_against_a_fresh_emulator(built: None) -> None:
         ]  # fmt: skip
         assert schedule_name("C-README-2", "rateChange") in lifecycle
         assert '"status": "cancelled"' in lifecycle
-        walkthrough = output_of("list-attached-role-policies")
-        assert '"PolicyName": "lambda-policy"' in walkthrough
-        assert '"python3.13"' in walkthrough
-        assert "lambda-role" in walkthrough
-        assert '"AttributeName": "OfferId"' in walkthrough
+        # the cancel comes before either hook is due: both eventual actions are cancelled, none performed
+        assert '"cancelledActions": ["action1", "rateChange"]' in lifecycle
+        seed_steps = output_of("list-attached-role-policies")
+        assert '"PolicyName": "lambda-policy"' in seed_steps
+        assert "FunctionTracingPolicy" in seed_steps
+        assert "FaultInjectionPolicy" in seed_steps
+        assert "3" in seed_steps.splitlines()  # the attached policies are three
+        assert '"python3.13"' in seed_steps
+        assert "lambda-role" in seed_steps
+        assert '"AttributeName": "OfferId"' in seed_steps
+        deployed_from_source = output_of("list-event-source-mappings")
+        assert "stream/EnrollmentStream" in deployed_from_source
+        assert '"EXPRESS"' in deployed_from_source
+        assert "drift: none" in deployed_from_source
+        second_start = output_of("start-sync-execution")
+        assert "C-1001: enrolled" in second_start
+        assert "receive-offer\trejected: ContractAlreadyEnrolled" in second_start
+        assert '"FAILED",\n    "ContractAlreadyEnrolled"' in second_start
+        assert '"dryRun": true' in output_of("describe-alarms")
         assert "emulator (pid" in transcript[-1]
         assert "stopped" in transcript[-1]
     finally:
