@@ -253,7 +253,7 @@ LEVERS: list[tuple[str, Design, str]] = [
     ),
 ]
 ALL_LEVERS = Design(memory_mb=128, http_api=True, api_starts_execution=True, scheduler_sdk=True)
-# Requirements of the earlier issues, dropped on top of every lever.
+# Requirements, dropped on top of every lever.
 REQUIREMENT_DROPS: list[tuple[str, Design]] = [
     (
         "No audit entries for the eventual workflow, its hooks and actions (the action items are their record)",
