@@ -84,9 +84,11 @@ def test_failed_actions_alarm_on_the_enrollment_services_metric() -> None:
     properties = alarm_on(namespace, "ActionFailed", "service", "enrollment")
     assert properties["Statistic"] == "Sum"
     assert_fires_on_one(properties)
-    # Powertools Metrics adds the dimension service = POWERTOOLS_SERVICE_NAME.
+    # Powertools Metrics adds the dimension service = POWERTOOLS_SERVICE_NAME: a function's own, else the
+    # Globals' (SAM merges a function's variables over them).
+    shared = document["Globals"]["Function"]["Environment"]["Variables"]
     services = {
-        body["Properties"].get("Environment", {}).get("Variables", {}).get("POWERTOOLS_SERVICE_NAME")
+        {**shared, **body["Properties"].get("Environment", {}).get("Variables", {})}.get("POWERTOOLS_SERVICE_NAME")
         for body in document["Resources"].values()
         if body["Type"] == "AWS::Serverless::Function"
     }

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+import sam_template
+
 from tests.support.template import ROOT, resource, template
 
 CHECK_ID = re.compile(r"^CKV2?_AWS_\d+$")
@@ -42,7 +44,11 @@ def test_lint_runs_checkov_offline_from_its_own_lock() -> None:
     makefile = (ROOT / "Makefile").read_text()
     scan = makefile.split("CHECKOV_SCAN :=", 1)[1].split("\n\n", 1)[0]
     assert "--skip-download" in scan
-    assert "--file template.yaml" in scan
+    # checkov does not expand Fn::ForEach: it scans the expansion of template.yaml, written just before it.
+    expanded = re.search(r"^CHECKOV_TEMPLATE := (\S+)$", makefile, re.M)
+    assert expanded, "the Makefile must name the expanded template checkov scans"
+    assert "scripts/sam_template.py --expand $(CHECKOV_TEMPLATE) &&" in scan
+    assert "--file $(CHECKOV_TEMPLATE)" in scan
     lint = makefile.split("\nlint:", 1)[1].split("\n\n", 1)[0]
     assert "$(CHECKOV_SCAN)" in lint
     pinned = re.search(r"^checkov==(\S+)$", (ROOT / "requirements-checkov.in").read_text(), re.M)
@@ -107,3 +113,18 @@ def test_every_asynchronous_path_ends_in_a_queue() -> None:
             if event["Type"] in {"Kinesis", "DynamoDB"}:
                 on_failure = event["Properties"].get("DestinationConfig", {}).get("OnFailure", {})
                 assert on_failure.get("Destination"), f"{name}.{event_name} drops what it cannot process"
+
+
+def test_the_scanned_expansion_holds_every_resource_of_the_template() -> None:
+    """What checkov reads: each looped resource under its own logical id, with its skips and their reasons."""
+    written = sam_template.load(ROOT / "template.yaml")
+    loops = [key for key in written["Resources"] if key.startswith(sam_template.FOR_EACH)]
+    assert loops, "no Fn::ForEach left: scan template.yaml itself again"
+    expanded = template()["Resources"]
+    assert not [key for key in expanded if key.startswith("Fn::")]
+    looped = set(expanded) - set(written["Resources"])
+    for function in (name for name, body in expanded.items() if body["Type"] == "AWS::Serverless::Function"):
+        prefix = function.removesuffix("Function")
+        assert {f"{prefix}LogGroup", f"{function}ErrorsAlarm", f"{function}ThrottlesAlarm"} <= looped, function
+        assert expanded[f"{prefix}LogGroup"]["Metadata"]["checkov"]["skip"][0]["id"] == "CKV_AWS_158"
+    assert "LanguageExtensions" not in str(template()["Transform"])

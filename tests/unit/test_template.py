@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from pathlib import Path
 
 from tests.support.iam import (
@@ -406,3 +407,13 @@ def test_log_levels_drop_info_lines_on_aws_but_never_the_metrics() -> None:
     functions = [b for b in document["Resources"].values() if b["Type"] == "AWS::Serverless::Function"]
     assert functions
     assert all("LoggingConfig" not in f["Properties"] for f in functions)
+
+
+def test_sam_cli_expands_the_language_extensions_the_template_uses() -> None:
+    """SAM CLI expands Fn::ForEach only when asked: both samconfig environments ask, for every command."""
+    written = (ROOT / "template.yaml").read_text()
+    assert "Fn::ForEach::" in written
+    assert "Transform: [AWS::LanguageExtensions, AWS::Serverless-2016-10-31]" in written
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    for environment in ("default", "local"):
+        assert config[environment]["global"]["parameters"]["language_extensions"] is True, environment
