@@ -27,7 +27,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "src/layers/common"), str(ROOT / "src/enro
 from sam_template import template  # noqa: E402
 
 from commonlib.validation import parse  # noqa: E402
-from enrollment import hooks, model, offers, publisher, store  # noqa: E402
+from enrollment import model, store  # noqa: E402
+from enrollment.eventual import hooks  # noqa: E402
+from enrollment.immediate import offers, publisher  # noqa: E402
 
 PRICES_AS_OF = "2025-01 list prices, us-east-1, not re-verified on 2026-11-22"
 PRICES = {

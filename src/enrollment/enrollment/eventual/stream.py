@@ -27,8 +27,9 @@ from commonlib.clock import Clock, isoformat, parse_isoformat, utc_now
 from commonlib.errors import ConditionNotMetError, aws_errors_as_domain_errors
 from commonlib.serialization import json_ready
 from commonlib.validation import field_errors
-from enrollment import model, offsets, publisher, store
-from enrollment.hooks import schedule_name
+from enrollment import model, offsets, store
+from enrollment.eventual.hooks import schedule_name
+from enrollment.immediate import publisher
 from enrollment.store import Tables
 
 # Scheduler rejects an `at()` in the past; a hook that is already due fires this soon instead.

@@ -15,7 +15,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from commonlib import aws, faults
 from commonlib.observability import logger, metrics, tracer
 from commonlib.warm_up import answers_warm_up
-from enrollment import clients, manage, offsets
+from enrollment import offsets
+from enrollment.api import clients
+from enrollment.eventual import manage
 from enrollment.store import Tables
 
 CONTRACT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")

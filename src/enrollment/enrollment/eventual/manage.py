@@ -8,7 +8,8 @@ from commonlib import faults
 from commonlib.clock import Clock, isoformat, parse_isoformat, utc_now
 from commonlib.errors import ConditionNotMetError, aws_errors_as_domain_errors
 from commonlib.serialization import json_ready
-from enrollment import hooks, store
+from enrollment import store
+from enrollment.eventual import hooks
 from enrollment.offsets import SECONDS_PER_DAY, due_at
 from enrollment.store import Tables
 

@@ -1,0 +1,146 @@
+"""Lambda entry points of the immediate workflow's steps (`EnrollmentStateMachine`): parse the event, call the
+domain, shape the answer.
+
+Every step's function loads this module, so each handler imports the domain module of its own step
+in its body: a function never loads another step's code (pydantic models included) at cold start.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from commonlib import aws, faults
+from commonlib.clock import parse_isoformat
+from commonlib.observability import logger, metrics, tracer
+from commonlib.warm_up import answers_warm_up
+from enrollment.store import Tables
+
+STEP_CORRELATION = "offer.correlationId"
+
+
+@functools.cache
+def _tables() -> Tables:
+    return Tables.from_environment()
+
+
+@answers_warm_up
+@logger.inject_lambda_context(correlation_id_path="input.correlationId")
+@tracer.capture_lambda_handler
+@faults.injectable
+def accept_offer(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    from enrollment import offsets
+    from enrollment.immediate import offers
+
+    result = offers.acquire(
+        _tables(),
+        event.get("input"),  # with the API client's ownerId, which acquire takes out
+        event["executionId"],
+        parse_isoformat(event["startedAt"]),
+        offsets.unit_from_environment(),
+    )
+    logger.info("offer received", extra={"outcome": result["outcome"], "rejection": result["rejection"]})
+    return result
+
+
+@answers_warm_up
+@logger.inject_lambda_context(correlation_id_path=STEP_CORRELATION)
+@tracer.capture_lambda_handler
+@faults.injectable
+def verify_customer(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    from enrollment.immediate import offers
+
+    result = offers.verify_customer(_tables(), event["offer"], event["executionId"])
+    logger.info(
+        "customer verified" if result["verified"] else "customer not verified", extra={"reason": result["reason"]}
+    )
+    return result
+
+
+@answers_warm_up
+@logger.inject_lambda_context(correlation_id_path=STEP_CORRELATION)
+@tracer.capture_lambda_handler
+@faults.injectable
+def rules_lab(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    from enrollment.immediate import rules
+
+    offer = event["offer"]
+    facts = rules.facts(offer["contractInfo"], offer["contractDraft"], event.get("account") or {})
+    decision_rules = rules.load_rules()
+    result = rules.evaluate(facts, decision_rules)
+    # Public codes only: a failed rule's id or full reason may name an account flag.
+    codes = [reason["code"] for reason in rules.public_reasons(result["failedRules"], decision_rules)]
+    logger.info(
+        "eligibility decided",
+        extra={"eligible": result["eligible"], "reasonCodes": codes, "rulesVersion": result["rulesVersion"]},
+    )
+    return result
+
+
+@answers_warm_up
+@logger.inject_lambda_context(correlation_id_path=STEP_CORRELATION)
+@tracer.capture_lambda_handler
+@faults.injectable
+def record_outcome(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    from enrollment.immediate import offers
+
+    reason, public_reason = event.get("reason"), None
+    if isinstance(reason, list):  # the rules lab's full reasons: the audit keeps them, a client sees codes
+        from enrollment.immediate import rules
+
+        public = rules.public_reasons_for([str(text) for text in reason], rules.load_rules())
+        public_reason = "; ".join(item["message"] for item in public) or rules.NEUTRAL_REASON["message"]
+        reason = "; ".join(reason)
+    return offers.record_outcome(
+        _tables(),
+        event["offer"],
+        event["executionId"],
+        event["status"],
+        event["step"],
+        reason,
+        event.get("rulesVersion"),
+        public_reason=public_reason,
+    )
+
+
+@answers_warm_up
+@logger.inject_lambda_context(correlation_id_path=STEP_CORRELATION)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+@faults.injectable
+def commit_enrollment(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    from enrollment.immediate import offers
+
+    result = offers.commit_enrollment(_tables(), event["offer"], event["executionId"], event["eligibility"])
+    metrics.add_metric(name="ContractEnrolled", unit="Count", value=0 if result["replayed"] else 1)
+    logger.info("enrollment committed", extra=result)
+    return result
+
+
+@answers_warm_up
+@logger.inject_lambda_context(correlation_id_path=STEP_CORRELATION)
+@tracer.capture_lambda_handler
+@faults.injectable
+def revert_enrollment(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    from enrollment.immediate import offers
+
+    error = event.get("error") or {}
+    reason = f"{error.get('Error', 'Unknown')}: {error.get('Cause', '')}"
+    result = offers.revert_enrollment(_tables(), event["offer"], event["executionId"], reason)
+    logger.warning("enrollment reverted", extra={**result, "reason": reason})
+    return result
+
+
+@answers_warm_up
+@logger.inject_lambda_context(correlation_id_path=STEP_CORRELATION)
+@tracer.capture_lambda_handler
+@faults.injectable
+def publish_enrollment(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    from enrollment.immediate import publisher
+
+    result = publisher.publish(aws.client("kinesis"), os.environ["ENROLLMENT_STREAM_NAME"], event["offer"])
+    logger.info("enrollment published", extra=result)
+    return result
