@@ -135,7 +135,7 @@ def sample_items() -> dict[str, int]:
     now = datetime(2026, 11, 22, tzinfo=UTC)
     stamp = now.isoformat()
     immediate, eventual = model.split_actions(request, now)
-    payments = offers._dynamo_safe(model.payment_schedule(request, now))
+    payments = store.storable(model.payment_schedule(request, now))
     correlation_id = "0" * 36
     offer = {
         **request.model_dump(),
@@ -174,7 +174,7 @@ def sample_items() -> dict[str, int]:
         "actionName": action["name"],
         "offset": action["offset"],
         "dueAt": action["dueAt"],
-        "data": offers._dynamo_safe(action["data"]),
+        "data": store.storable(action["data"]),
         "state": "fulfilled",
         "correlationId": correlation_id,
         "scheduledAt": stamp,

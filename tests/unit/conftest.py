@@ -100,7 +100,7 @@ class DataLambdaClients:
 def data_lambda_clients(enrollment_tables: Any, monkeypatch: pytest.MonkeyPatch) -> DataLambdaClients:
     """What DataLambda's handler calls: a recording Step Functions and a moto queue for rejected records."""
     from commonlib import aws as aws_clients
-    from enrollment.eventual import handlers as eventual_handlers
+    from enrollment import store
     from tests.unit.enrollment_fixtures import RecordingStepFunctions
 
     sqs = boto3.client("sqs", region_name="us-east-1")
@@ -109,7 +109,7 @@ def data_lambda_clients(enrollment_tables: Any, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("ENROLLMENT_ASYNC_STATE_MACHINE_ARN", "arn:sm")
     stepfunctions = RecordingStepFunctions()
     monkeypatch.setattr(aws_clients, "client", lambda name, **_: stepfunctions if name == "stepfunctions" else sqs)
-    eventual_handlers._tables.cache_clear()
+    store.environment_tables.cache_clear()
     return DataLambdaClients(stepfunctions, sqs, queue_url)
 
 

@@ -346,7 +346,7 @@ def manage_event(method: str, contract_id: str, api_key: str | None) -> dict[str
 @pytest.fixture
 def manage_http(enrollment_tables: Tables, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("SCHEDULE_GROUP_NAME", "hooks")
-    manage_handler._tables.cache_clear()
+    store.environment_tables.cache_clear()
     boto3.client("scheduler", region_name="us-east-1").create_schedule_group(Name="hooks")
     from commonlib import aws as aws_clients
 

@@ -9,6 +9,7 @@ from typing import Any
 import boto3
 import pytest
 
+from enrollment import store
 from enrollment.eventual import handlers as eventual_handlers
 from enrollment.immediate import handlers as immediate_handlers
 from enrollment.store import Tables
@@ -29,8 +30,7 @@ def stream(aws: None, monkeypatch: pytest.MonkeyPatch) -> Any:
 
     aws_clients.client.cache_clear()
     aws_clients.dynamodb_table.cache_clear()
-    immediate_handlers._tables.cache_clear()
-    eventual_handlers._tables.cache_clear()
+    store.environment_tables.cache_clear()
     return kinesis
 
 

@@ -254,7 +254,7 @@ HOOK_CASES: list[tuple[Any, str, set[str]]] = [
 def test_malformed_hook_payloads_are_named_audited_rejections(
     enrollment_tables: Tables, enrolled: dict[str, Any], lambda_context: Any
 ) -> None:
-    eventual_handlers._tables.cache_clear()
+    store.environment_tables.cache_clear()
     for event, error, fields in HOOK_CASES:
         before = everything(enrollment_tables)
 

@@ -21,7 +21,6 @@ retrying cannot help. The rejection is audited in the `store.REJECTIONS` partiti
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -224,16 +223,11 @@ def _complete(
     )
     try:
         store.complete_action(
-            tables, job.contract_id, name, token, state, _storable(detail), trigger, _storable(entry), now
+            tables, job.contract_id, name, token, state, store.storable(detail), trigger, store.storable(entry), now
         )
     except ConditionNotMetError:  # the lease lapsed and another delivery took the claim over
         return _not_claimed(tables, job.contract_id, name, correlation_id, job.clock)
     return _answer(name, state, {"result": payload.get("result"), "failureReason": payload.get("reason")}, False)
-
-
-def _storable(value: Any) -> Any:
-    """DynamoDB takes Decimal, not float."""
-    return json.loads(json.dumps(value), parse_float=Decimal)
 
 
 def _not_claimed(tables: Tables, contract_id: str, name: str, correlation_id: str, clock: Clock) -> dict[str, Any]:

@@ -19,12 +19,6 @@ from commonlib.observability import logger, metrics, tracer
 from commonlib.serialization import json_ready
 from commonlib.warm_up import answers_warm_up
 from enrollment import store
-from enrollment.store import Tables
-
-
-@functools.cache
-def _tables() -> Tables:
-    return Tables.from_environment()
 
 
 @answers_warm_up
@@ -38,7 +32,7 @@ def fulfill_action(event: Any, context: LambdaContext) -> dict[str, Any]:
     from enrollment.eventual import fulfillment
 
     # A malformed payload or an action never enrolled is answered as a named, audited rejection.
-    result = fulfillment.handle_event(_tables(), event, context.aws_request_id, token=uuid.uuid4().hex)
+    result = fulfillment.handle_event(store.environment_tables(), event, context.aws_request_id, token=uuid.uuid4().hex)
     if result["status"] == fulfillment.REJECTED:
         logger.error("hook payload rejected", extra={"action": result})
     elif result["status"] == store.ACTION_FAILED and not result["duplicate"]:
@@ -62,7 +56,7 @@ def _handle_stream_record(record: Any) -> dict[str, Any]:
     # A rejected record (malformed, or for no known contract) is reported, audited and skipped:
     # retrying it cannot help, and it must not block the records behind it in the shard.
     result = stream.handle_record(
-        _tables(),
+        store.environment_tables(),
         aws.client("stepfunctions"),
         aws.client("sqs"),
         os.environ["ENROLLMENT_ASYNC_STATE_MACHINE_ARN"],
@@ -123,7 +117,9 @@ def reconcile(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         hook_target=_hook_target(hooks),
         dry_run=bool(isinstance(event, dict) and event.get("dryRun")),
     )
-    report = reconciler.reconcile(_tables(), aws.client("scheduler"), aws.client("stepfunctions"), settings)
+    report = reconciler.reconcile(
+        store.environment_tables(), aws.client("scheduler"), aws.client("stepfunctions"), settings
+    )
     metrics.add_metric(name="ReconcilerRepairs", unit="Count", value=0 if settings.dry_run else report["repairs"])
     if report["repairs"]:
         logger.warning("reconciler found faults to repair", extra={"report": report})

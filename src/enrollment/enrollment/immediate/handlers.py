@@ -7,7 +7,6 @@ in its body: a function never loads another step's code (pydantic models include
 
 from __future__ import annotations
 
-import functools
 import os
 from typing import Any
 
@@ -17,14 +16,9 @@ from commonlib import aws, faults
 from commonlib.clock import parse_isoformat
 from commonlib.observability import logger, metrics, tracer
 from commonlib.warm_up import answers_warm_up
-from enrollment.store import Tables
+from enrollment import store
 
 STEP_CORRELATION = "offer.correlationId"
-
-
-@functools.cache
-def _tables() -> Tables:
-    return Tables.from_environment()
 
 
 @answers_warm_up
@@ -32,11 +26,11 @@ def _tables() -> Tables:
 @tracer.capture_lambda_handler
 @faults.injectable
 def accept_offer(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    from enrollment import offsets
+    from enrollment import offsets, store
     from enrollment.immediate import offers
 
     result = offers.acquire(
-        _tables(),
+        store.environment_tables(),
         event.get("input"),  # with the API client's ownerId, which acquire takes out
         event["executionId"],
         parse_isoformat(event["startedAt"]),
@@ -53,7 +47,7 @@ def accept_offer(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
 def verify_customer(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     from enrollment.immediate import offers
 
-    result = offers.verify_customer(_tables(), event["offer"], event["executionId"])
+    result = offers.verify_customer(store.environment_tables(), event["offer"], event["executionId"])
     logger.info(
         "customer verified" if result["verified"] else "customer not verified", extra={"reason": result["reason"]}
     )
@@ -95,7 +89,7 @@ def record_outcome(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         public_reason = "; ".join(item["message"] for item in public) or rules.NEUTRAL_REASON["message"]
         reason = "; ".join(reason)
     return offers.record_outcome(
-        _tables(),
+        store.environment_tables(),
         event["offer"],
         event["executionId"],
         event["status"],
@@ -114,7 +108,9 @@ def record_outcome(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 def commit_enrollment(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     from enrollment.immediate import offers
 
-    result = offers.commit_enrollment(_tables(), event["offer"], event["executionId"], event["eligibility"])
+    result = offers.commit_enrollment(
+        store.environment_tables(), event["offer"], event["executionId"], event["eligibility"]
+    )
     metrics.add_metric(name="ContractEnrolled", unit="Count", value=0 if result["replayed"] else 1)
     logger.info("enrollment committed", extra=result)
     return result
@@ -129,7 +125,7 @@ def revert_enrollment(event: dict[str, Any], context: LambdaContext) -> dict[str
 
     error = event.get("error") or {}
     reason = f"{error.get('Error', 'Unknown')}: {error.get('Cause', '')}"
-    result = offers.revert_enrollment(_tables(), event["offer"], event["executionId"], reason)
+    result = offers.revert_enrollment(store.environment_tables(), event["offer"], event["executionId"], reason)
     logger.warning("enrollment reverted", extra={**result, "reason": reason})
     return result
 
