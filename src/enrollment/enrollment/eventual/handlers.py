@@ -18,7 +18,7 @@ from commonlib import aws, faults
 from commonlib.observability import logger, metrics, tracer
 from commonlib.serialization import json_ready
 from commonlib.warm_up import answers_warm_up
-from enrollment import store
+from enrollment import steps, store
 
 
 @answers_warm_up
@@ -26,12 +26,13 @@ from enrollment import store
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 @faults.injectable
-def fulfill_action(event: Any, context: LambdaContext) -> dict[str, Any]:
+def fulfill_action(event: Any, context: LambdaContext) -> steps.FulfillmentAnswer:
     import uuid
 
     from enrollment.eventual import fulfillment
 
-    # A malformed payload or an action never enrolled is answered as a named, audited rejection.
+    # Validated once, by `fulfillment.handle_event` (its request model): a malformed payload or an action
+    # never enrolled is answered as a named, audited rejection, not raised.
     result = fulfillment.handle_event(store.environment_tables(), event, context.aws_request_id, token=uuid.uuid4().hex)
     if result["status"] == fulfillment.REJECTED:
         logger.error("hook payload rejected", extra={"action": result})
@@ -89,11 +90,12 @@ def data_lambda(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
 @logger.inject_lambda_context(correlation_id_path="correlationId")
 @tracer.capture_lambda_handler
 @faults.injectable
-def schedule_hook(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def schedule_hook(event: dict[str, Any], context: LambdaContext) -> steps.HookScheduled:
+    step = steps.validated(steps.ScheduleHookEvent, event)  # before its code loads: a malformed event costs nothing
     from enrollment.eventual import hooks
 
-    result = hooks.create_hook(aws.client("scheduler"), _hook_target(hooks), event["hook"])
-    logger.info("hook scheduled", extra={"contract": event["contractId"], "hook": result})
+    result = hooks.create_hook(aws.client("scheduler"), _hook_target(hooks), step["hook"])
+    logger.info("hook scheduled", extra={"contract": step["contractId"], "hook": result})
     return result
 
 

@@ -15,6 +15,7 @@ from commonlib import faults
 from commonlib.clock import Clock, isoformat, utc_now
 from commonlib.errors import ConditionNotMetError, InvalidInputError, aws_errors_as_domain_errors
 from enrollment import offsets, store
+from enrollment.steps import Acceptance, Commitment, Eligibility, Offer, OutcomeRecorded, Reversal, Verification
 from enrollment.store import Tables
 
 LEASE = timedelta(minutes=5)
@@ -37,7 +38,7 @@ def acquire(
     started_at: datetime,
     offset_unit_seconds: int | None = None,
     clock: Clock = utc_now,
-) -> dict[str, Any]:
+) -> Acceptance:
     """Validate the offer and take the one-contract-at-a-time guard. A day is `offset_unit_seconds`
     long (`offsets.SECONDS_PER_DAY` unless given).
 
@@ -70,7 +71,7 @@ def acquire(
 
     correlation_id = request.correlationId or execution_id.rsplit(":", 1)[-1]
     immediate, eventual = model.split_actions(request, started_at, offset_unit_seconds)
-    offer = {
+    offer: Offer = {
         "contractId": request.contractId,
         "accountId": request.accountId,
         "contractInfo": request.contractInfo.model_dump(),
@@ -113,7 +114,7 @@ def acquire(
 STORED_OFFER_FIELDS = ("contractId", "accountId", "contractInfo", "contractDraft", "correlationId", "enrollmentDate")
 
 
-def offer_item(offer: dict[str, Any], execution_id: str, now: datetime, owner_id: str | None = None) -> dict[str, Any]:
+def offer_item(offer: Offer, execution_id: str, now: datetime, owner_id: str | None = None) -> dict[str, Any]:
     """The Offers item that takes the guard for `execution_id` (owned by `owner_id`, if given)."""
     return {
         "OfferId": offer["contractId"],
@@ -125,7 +126,7 @@ def offer_item(offer: dict[str, Any], execution_id: str, now: datetime, owner_id
     } | ({OWNER_FIELD: owner_id} if owner_id else {})
 
 
-def verify_customer(tables: Tables, offer: dict[str, Any], execution_id: str, clock: Clock = utc_now) -> dict[str, Any]:
+def verify_customer(tables: Tables, offer: Offer, execution_id: str, clock: Clock = utc_now) -> Verification:
     """Check the account in the UCP. `{"verified": bool, "reason": str | None, "account": {...}}`.
     A verified offer is audited by the commit's entry (or a later failure's); a rejection here."""
     account = store.get_account(tables, offer["accountId"])
@@ -158,7 +159,7 @@ def verify_customer(tables: Tables, offer: dict[str, Any], execution_id: str, cl
 
 def record_outcome(
     tables: Tables,
-    offer: dict[str, Any],
+    offer: Offer,
     execution_id: str,
     status: str,
     step: str,
@@ -166,7 +167,7 @@ def record_outcome(
     rules_version: str | None = None,
     clock: Clock = utc_now,
     public_reason: str | None = None,
-) -> dict[str, Any]:
+) -> OutcomeRecorded:
     """Record an end state (`ineligible`, `failed`) on the offer this execution owns, and audit it with
     the steps the run had done. `reason` is the full reason (the audit trail's); `public_reason`, when
     given, is what a client may be shown instead (`publicReason` on the offer, `details.publicOutcome`
@@ -194,8 +195,8 @@ def record_outcome(
 
 
 def commit_enrollment(
-    tables: Tables, offer: dict[str, Any], execution_id: str, eligibility: dict[str, Any], clock: Clock = utc_now
-) -> dict[str, Any]:
+    tables: Tables, offer: Offer, execution_id: str, eligibility: Eligibility, clock: Clock = utc_now
+) -> Commitment:
     """One transaction: offer `enrolled`, the UCP's contract entry (status enrolled, payments), one
     pending item per same-day action, and the run's audit entry (received, verified, eligible,
     enrolled). A replay by the same execution is a no-op."""
@@ -227,9 +228,7 @@ def commit_enrollment(
     return {"enrolledAt": isoformat(now), "replayed": False}
 
 
-def revert_enrollment(
-    tables: Tables, offer: dict[str, Any], execution_id: str, reason: str, clock: Clock = utc_now
-) -> dict[str, Any]:
+def revert_enrollment(tables: Tables, offer: Offer, execution_id: str, reason: str, clock: Clock = utc_now) -> Reversal:
     """Compensation after a failure that followed the commit: undo the UCP entry, cancel the pending
     actions, mark the offer failed with the reason (which releases the guard), audit it."""
     now = clock()
@@ -250,5 +249,5 @@ def revert_enrollment(
     return {"reverted": True}
 
 
-def _rejected(outcome: str, error: str, cause: str) -> dict[str, Any]:
+def _rejected(outcome: str, error: str, cause: str) -> Acceptance:
     return {"outcome": outcome, "offer": None, "rejection": {"error": error, "cause": cause}}
