@@ -1,4 +1,5 @@
-"""The steps of the immediate workflow, as plain functions over `Tables` (and a clock).
+"""The steps of the immediate workflow, as plain functions over `Tables` (and a clock); every read and
+write goes through `enrollment.store`, with plain values.
 
 Each returns its business outcome as data for the state machine's `Choice` states; only the
 unexpected raises (a `DomainError`, after `ClientError`s are mapped in `commonlib.errors`).
