@@ -27,7 +27,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "src/layers/common"), str(ROOT / "src/enro
 from sam_template import template  # noqa: E402
 
 from commonlib.validation import parse  # noqa: E402
-from enrollment import hooks, model, offers, publisher, store  # noqa: E402
+from enrollment import model, store  # noqa: E402
+from enrollment.eventual import hooks  # noqa: E402
+from enrollment.immediate import offers, publisher  # noqa: E402
 
 PRICES_AS_OF = "2025-01 list prices, us-east-1, not re-verified on 2026-11-22"
 PRICES = {
@@ -133,7 +135,7 @@ def sample_items() -> dict[str, int]:
     now = datetime(2026, 11, 22, tzinfo=UTC)
     stamp = now.isoformat()
     immediate, eventual = model.split_actions(request, now)
-    payments = offers._dynamo_safe(model.payment_schedule(request, now))
+    payments = store.storable(model.payment_schedule(request, now))
     correlation_id = "0" * 36
     offer = {
         **request.model_dump(),
@@ -172,7 +174,7 @@ def sample_items() -> dict[str, int]:
         "actionName": action["name"],
         "offset": action["offset"],
         "dueAt": action["dueAt"],
-        "data": offers._dynamo_safe(action["data"]),
+        "data": store.storable(action["data"]),
         "state": "fulfilled",
         "correlationId": correlation_id,
         "scheduledAt": stamp,

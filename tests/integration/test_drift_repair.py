@@ -20,7 +20,7 @@ import stack
 from tests.integration.conftest import STACK_NAME, LocalStack
 
 pytestmark = pytest.mark.integration
-FUNCTION = "RulesLab"  # handler enrollment.handlers.rules_lab
+FUNCTION = "RulesLab"  # handler enrollment.immediate.handlers.rules_lab
 DRIFTED_HANDLER = "def rules_lab(event, context):\n    print('drifted')\n    return {'drifted': True}\n"
 
 
@@ -28,7 +28,8 @@ def drifted_code() -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("enrollment/__init__.py", "")
-        archive.writestr("enrollment/handlers.py", DRIFTED_HANDLER)
+        archive.writestr("enrollment/immediate/__init__.py", "")
+        archive.writestr("enrollment/immediate/handlers.py", DRIFTED_HANDLER)
     return buffer.getvalue()
 
 

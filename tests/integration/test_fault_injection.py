@@ -18,7 +18,7 @@ import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
 from commonlib import faults
-from enrollment.hooks import schedule_name
+from enrollment.eventual.hooks import schedule_name
 from tests.integration.conftest import EnrollmentApi, LocalStack
 from tests.support.enrollment import audit_trail, effects, post, reconcile, request, scan, stream_records
 from tests.support.waiting import finished_execution, wait_until

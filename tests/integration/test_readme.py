@@ -14,7 +14,7 @@ import subprocess
 import emulator
 import pytest
 
-from enrollment.hooks import schedule_name
+from enrollment.eventual.hooks import schedule_name
 from tests.support.readme import bash_blocks
 from tests.support.template import ROOT
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import stack
 
-from enrollment import hooks
+from enrollment.eventual import hooks
 from tests.integration.conftest import STACK_NAME, EnrollmentApi, LocalStack
 from tests.support.enrollment import post, request, scan
 from tests.support.waiting import wait_until

@@ -100,7 +100,7 @@ class DataLambdaClients:
 def data_lambda_clients(enrollment_tables: Any, monkeypatch: pytest.MonkeyPatch) -> DataLambdaClients:
     """What DataLambda's handler calls: a recording Step Functions and a moto queue for rejected records."""
     from commonlib import aws as aws_clients
-    from enrollment import handlers
+    from enrollment import store
     from tests.unit.enrollment_fixtures import RecordingStepFunctions
 
     sqs = boto3.client("sqs", region_name="us-east-1")
@@ -109,14 +109,14 @@ def data_lambda_clients(enrollment_tables: Any, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("ENROLLMENT_ASYNC_STATE_MACHINE_ARN", "arn:sm")
     stepfunctions = RecordingStepFunctions()
     monkeypatch.setattr(aws_clients, "client", lambda name, **_: stepfunctions if name == "stepfunctions" else sqs)
-    handlers._tables.cache_clear()
+    store.environment_tables.cache_clear()
     return DataLambdaClients(stepfunctions, sqs, queue_url)
 
 
 @pytest.fixture
 def enrolled(enrollment_tables: Any) -> dict[str, Any]:
     """The seed's offer, accepted, verified and committed (enrolled) in the moto tables."""
-    from enrollment import offers
+    from enrollment.immediate import offers
     from tests.unit.enrollment_fixtures import EXECUTION, STARTED, FixedClock, seed_offer
 
     offer = offers.acquire(enrollment_tables, seed_offer(), EXECUTION, STARTED, clock=FixedClock())["offer"]
@@ -127,13 +127,13 @@ def enrolled(enrollment_tables: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def http(aws: None, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The API's entry point module (`enrollment.http_api`) over a moto idempotency table."""
+    """The API's entry point module (`enrollment.enroll_handler`) over a moto idempotency table."""
     from commonlib import aws as aws_clients
-    from enrollment import http_api
+    from enrollment.api import enroll_handler
 
     monkeypatch.setenv("IDEMPOTENCY_TABLE_NAME", "EnrollmentIdempotency")
     monkeypatch.setenv("ENROLLMENT_STATE_MACHINE_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:E")
     create_table("IdempotencyTable", "EnrollmentIdempotency")
-    http_api._idempotent_start.cache_clear()
+    enroll_handler._idempotent_start.cache_clear()
     aws_clients.client.cache_clear()
-    return http_api
+    return enroll_handler

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from enrollment.hooks import schedule_name
+from enrollment.eventual.hooks import schedule_name
 
 EVENTS = Path(__file__).resolve().parents[2] / "events" / "enrollment"
 STARTED = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)

@@ -12,7 +12,11 @@ from typing import Any
 import boto3
 import pytest
 
-from enrollment import api, clients, handlers, http_api, http_manage, manage, offers, rules, store
+from enrollment import store
+from enrollment.api import clients, enroll_answer, enroll_handler, manage_handler
+from enrollment.eventual import manage
+from enrollment.immediate import handlers as immediate_handlers
+from enrollment.immediate import offers, rules
 from enrollment.store import Tables
 from tests.support.template import template
 from tests.unit.enrollment_fixtures import EXECUTION, OTHER_EXECUTION, STARTED, FixedClock, seed_offer
@@ -169,14 +173,14 @@ def test_a_5xx_is_not_replayed(http: Any, monkeypatch: pytest.MonkeyPatch, lambd
     ],
 )
 def test_only_final_answers_are_kept(status: int, error: str | None, final: bool) -> None:
-    assert api.is_final({"statusCode": status, "body": {"error": error} if error else {}}) is final
+    assert enroll_answer.is_final({"statusCode": status, "body": {"error": error} if error else {}}) is final
 
 
 def test_a_not_final_answer_is_raised_so_powertools_drops_its_record(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ENROLLMENT_STATE_MACHINE_ARN", "arn")
-    monkeypatch.setattr(http_api, "_stepfunctions", lambda: FakeStepFunctions(failed("ContractInProgress", "c")))
-    with pytest.raises(api.NotFinalAnswer) as raised:
-        http_api._start({"offer": {}})
+    monkeypatch.setattr(enroll_handler, "_stepfunctions", lambda: FakeStepFunctions(failed("ContractInProgress", "c")))
+    with pytest.raises(enroll_answer.NotFinalAnswer) as raised:
+        enroll_handler._start({"offer": {}})
     assert raised.value.answer["statusCode"] == 409
 
 
@@ -220,7 +224,7 @@ def test_the_ineligible_answer_names_public_codes_only() -> None:
         "failedRules": ["no-bankruptcy-flag", "no-open-dispute"],
         "rulesVersion": "2026-11-01.1",
     }
-    answer = api.start_enrollment(FakeStepFunctions(succeeded(output)), "arn", {"contractId": "C"})
+    answer = enroll_answer.start_enrollment(FakeStepFunctions(succeeded(output)), "arn", {"contractId": "C"})
     assert answer["statusCode"] == 200
     assert answer["body"]["reasons"] == [
         {"code": "NotEligibleThroughThisChannel", "message": "not eligible through this channel"}
@@ -234,7 +238,7 @@ def test_the_enrolled_answer_leaves_out_the_actions_free_form_data() -> None:
         "status": "enrolled",
         "eventualActions": [{"name": "rateChange", "offset": 16, "dueAt": "x", "data": {"otherData": {"secret": 1}}}],
     }
-    answer = api.start_enrollment(FakeStepFunctions(succeeded(output)), "arn", {"contractId": "C"})
+    answer = enroll_answer.start_enrollment(FakeStepFunctions(succeeded(output)), "arn", {"contractId": "C"})
     assert answer["body"]["eventualActions"] == [{"name": "rateChange", "offset": 16, "dueAt": "x"}]
 
 
@@ -342,12 +346,12 @@ def manage_event(method: str, contract_id: str, api_key: str | None) -> dict[str
 @pytest.fixture
 def manage_http(enrollment_tables: Tables, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("SCHEDULE_GROUP_NAME", "hooks")
-    http_manage._tables.cache_clear()
+    store.environment_tables.cache_clear()
     boto3.client("scheduler", region_name="us-east-1").create_schedule_group(Name="hooks")
     from commonlib import aws as aws_clients
 
     aws_clients.client.cache_clear()
-    return http_manage
+    return manage_handler
 
 
 def call_manage(module: Any, method: str, contract_id: str, api_key: str | None, context: Any) -> tuple[int, Any]:
@@ -379,9 +383,9 @@ def test_a_flagged_account_is_never_named_in_the_status_or_an_info_log(
     offer = acquire(enrollment_tables, CLIENT_A, accountId="A-200")["offer"]
     verified = offers.verify_customer(enrollment_tables, offer, EXECUTION)
     assert "bankruptcy" in verified["account"]["flags"]  # internal state: the rules lab needs it
-    decision = handlers.rules_lab({"offer": offer, "account": verified["account"]}, lambda_context)
+    decision = immediate_handlers.rules_lab({"offer": offer, "account": verified["account"]}, lambda_context)
     assert decision["reasons"] == ["the account is flagged for bankruptcy"]  # kept for the audit
-    handlers.record_outcome(
+    immediate_handlers.record_outcome(
         {
             "offer": offer,
             "executionId": EXECUTION,

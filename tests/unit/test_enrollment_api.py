@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from enrollment import api, http_api
+from enrollment.api import enroll_answer, enroll_handler
 
 EVENTS = Path(__file__).resolve().parents[2] / "events" / "enrollment"
 
@@ -43,7 +43,7 @@ def failed(error: str, cause: str) -> dict[str, Any]:
     ],
 )
 def test_workflow_outcomes_map_to_http(answer: dict[str, Any], status: int) -> None:
-    assert api.start_enrollment(FakeStepFunctions(answer), "arn", {"contractId": "C"})["statusCode"] == status
+    assert enroll_answer.start_enrollment(FakeStepFunctions(answer), "arn", {"contractId": "C"})["statusCode"] == status
 
 
 @pytest.mark.parametrize(
@@ -51,8 +51,8 @@ def test_workflow_outcomes_map_to_http(answer: dict[str, Any], status: int) -> N
     [failed("EnrollmentFailed", "Traceback: secret internals"), {"status": "TIMED_OUT"}, succeeded({"status": "?"})],
 )
 def test_unexpected_outcomes_raise(answer: dict[str, Any]) -> None:
-    with pytest.raises(api.EnrollmentWorkflowError):
-        api.start_enrollment(FakeStepFunctions(answer), "arn", {"contractId": "C"})
+    with pytest.raises(enroll_answer.EnrollmentWorkflowError):
+        enroll_answer.start_enrollment(FakeStepFunctions(answer), "arn", {"contractId": "C"})
 
 
 def call(http: Any, event_name: str, lambda_context: Any, **changes: Any) -> tuple[int, dict[str, Any]]:
@@ -63,7 +63,7 @@ def call(http: Any, event_name: str, lambda_context: Any, **changes: Any) -> tup
 
 
 def use(monkeypatch: pytest.MonkeyPatch, fake: FakeStepFunctions) -> None:
-    monkeypatch.setattr(http_api, "_stepfunctions", lambda: fake)
+    monkeypatch.setattr(enroll_handler, "_stepfunctions", lambda: fake)
 
 
 def test_invalid_body_is_400_naming_each_field_and_starts_nothing(

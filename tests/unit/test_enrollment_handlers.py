@@ -9,7 +9,9 @@ from typing import Any
 import boto3
 import pytest
 
-from enrollment import handlers
+from enrollment import store
+from enrollment.eventual import handlers as eventual_handlers
+from enrollment.immediate import handlers as immediate_handlers
 from enrollment.store import Tables
 
 EVENTS = Path(__file__).resolve().parents[2] / "events" / "enrollment"
@@ -28,44 +30,44 @@ def stream(aws: None, monkeypatch: pytest.MonkeyPatch) -> Any:
 
     aws_clients.client.cache_clear()
     aws_clients.dynamodb_table.cache_clear()
-    handlers._tables.cache_clear()
+    store.environment_tables.cache_clear()
     return kinesis
 
 
 def test_sample_events_drive_the_whole_step_chain(enrollment_tables: Tables, stream: Any, lambda_context: Any) -> None:
-    accepted = handlers.accept_offer(event("accept-offer"), lambda_context)
+    accepted = immediate_handlers.accept_offer(event("accept-offer"), lambda_context)
     assert accepted["outcome"] == "accepted"
     assert accepted["offer"] == event("verify-customer")["offer"]
 
-    verified = handlers.verify_customer(event("verify-customer"), lambda_context)
+    verified = immediate_handlers.verify_customer(event("verify-customer"), lambda_context)
     assert verified["verified"] is True
-    decision = handlers.rules_lab(event("rules-lab"), lambda_context)
+    decision = immediate_handlers.rules_lab(event("rules-lab"), lambda_context)
     assert decision["eligible"] is True
-    committed = handlers.commit_enrollment(event("commit-enrollment"), lambda_context)
+    committed = immediate_handlers.commit_enrollment(event("commit-enrollment"), lambda_context)
     assert committed["replayed"] is False
-    published = handlers.publish_enrollment(event("publish-enrollment"), lambda_context)
+    published = immediate_handlers.publish_enrollment(event("publish-enrollment"), lambda_context)
     assert published["sequenceNumber"]
-    fulfilled = handlers.fulfill_action(event("fulfill-action"), lambda_context)
+    fulfilled = eventual_handlers.fulfill_action(event("fulfill-action"), lambda_context)
     assert (fulfilled["name"], fulfilled["status"]) == ("action2", "fulfilled")
 
 
 def test_revert_event_undoes_a_committed_enrollment(
     enrollment_tables: Tables, stream: Any, lambda_context: Any
 ) -> None:
-    handlers.accept_offer(event("accept-offer"), lambda_context)
-    handlers.verify_customer(event("verify-customer"), lambda_context)
-    handlers.commit_enrollment(event("commit-enrollment"), lambda_context)
+    immediate_handlers.accept_offer(event("accept-offer"), lambda_context)
+    immediate_handlers.verify_customer(event("verify-customer"), lambda_context)
+    immediate_handlers.commit_enrollment(event("commit-enrollment"), lambda_context)
 
-    assert handlers.revert_enrollment(event("revert-enrollment"), lambda_context) == {"reverted": True}
+    assert immediate_handlers.revert_enrollment(event("revert-enrollment"), lambda_context) == {"reverted": True}
     offer = enrollment_tables.offers.get_item(Key={"OfferId": "C-1001"})["Item"]
     assert offer["failureReason"] == "Runtime.HandlerError: PublishEnrollment failed"
 
 
 def test_record_outcome_event(enrollment_tables: Tables, stream: Any, lambda_context: Any) -> None:
-    handlers.accept_offer(event("accept-offer"), lambda_context)
-    handlers.verify_customer(event("verify-customer"), lambda_context)
+    immediate_handlers.accept_offer(event("accept-offer"), lambda_context)
+    immediate_handlers.verify_customer(event("verify-customer"), lambda_context)
 
-    result = handlers.record_outcome(event("record-outcome"), lambda_context)
+    result = immediate_handlers.record_outcome(event("record-outcome"), lambda_context)
 
     assert result == {"recorded": True, "status": "ineligible"}
     offer = enrollment_tables.offers.get_item(Key={"OfferId": "C-1001"})["Item"]

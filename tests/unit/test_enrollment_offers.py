@@ -10,7 +10,8 @@ import pytest
 from boto3.dynamodb.conditions import Key
 
 from commonlib.errors import ConditionNotMetError
-from enrollment import offers, rules, store
+from enrollment import store
+from enrollment.immediate import offers, rules
 from enrollment.store import Tables
 from tests.unit.enrollment_fixtures import EXECUTION, OTHER_EXECUTION, STARTED, FixedClock, seed_offer
 

@@ -7,7 +7,9 @@ from typing import Any
 import boto3
 import pytest
 
-from enrollment import eventual, fulfillment, handlers, hooks, manage, offers, publisher
+from enrollment.eventual import fulfillment, hooks, manage, stream
+from enrollment.eventual import handlers as eventual_handlers
+from enrollment.immediate import offers, publisher
 from enrollment.store import Tables
 from tests.support.events import kinesis_event
 from tests.unit.conftest import DataLambdaClients
@@ -24,17 +26,17 @@ NOW = datetime(2026, 1, 31, 12, 0, 1, tzinfo=UTC)
 FAR_FUTURE = datetime(2027, 1, 1, tzinfo=UTC)
 
 
-def record_for(offer: dict[str, Any]) -> eventual.StreamRecord:
-    return eventual.StreamRecord.model_validate(publisher.stream_record(offer, "2026-01-31T12:00:01.000Z"))
+def record_for(offer: dict[str, Any]) -> stream.StreamRecord:
+    return stream.StreamRecord.model_validate(publisher.stream_record(offer, "2026-01-31T12:00:01.000Z"))
 
 
 def test_schedule_names_are_derived_and_bounded() -> None:
-    assert eventual.schedule_name("C-1001", "rateChange") == "C-1001." + hooks.action_digest("rateChange")
-    assert hooks.contract_id_of(eventual.schedule_name("C-1001", "rateChange")) == "C-1001"
-    long_name = eventual.schedule_name("C" * 40, "a" * 64)
+    assert stream.schedule_name("C-1001", "rateChange") == "C-1001." + hooks.action_digest("rateChange")
+    assert hooks.contract_id_of(stream.schedule_name("C-1001", "rateChange")) == "C-1001"
+    long_name = stream.schedule_name("C" * 40, "a" * 64)
     assert len(long_name) <= 64
-    assert long_name == eventual.schedule_name("C" * 40, "a" * 64)
-    assert long_name != eventual.schedule_name("C" * 40, "a" * 63 + "b")
+    assert long_name == stream.schedule_name("C" * 40, "a" * 64)
+    assert long_name != stream.schedule_name("C" * 40, "a" * 63 + "b")
 
 
 @pytest.mark.parametrize(
@@ -46,11 +48,11 @@ def test_schedule_names_are_derived_and_bounded() -> None:
     ],
 )
 def test_schedule_expression(due: datetime, expression: str) -> None:
-    assert eventual.schedule_expression(due, NOW) == expression
+    assert stream.schedule_expression(due, NOW) == expression
 
 
 def test_async_input_has_one_hook_per_eventual_action_in_offset_order(enrolled: dict[str, Any]) -> None:
-    workflow_input = eventual.async_workflow_input(record_for(enrolled), NOW)
+    workflow_input = stream.async_workflow_input(record_for(enrolled), NOW)
 
     assert [hook["actionName"] for hook in workflow_input["hooks"]] == ["action100", "action1", "rateChange"]
     rate_change = workflow_input["hooks"][-1]
@@ -62,8 +64,8 @@ def test_async_input_has_one_hook_per_eventual_action_in_offset_order(enrolled: 
 
 def test_duplicate_record_starts_nothing_new(enrollment_tables: Tables, enrolled: dict[str, Any]) -> None:
     stepfunctions = RecordingStepFunctions()
-    first = eventual.start_eventual_workflow(enrollment_tables, stepfunctions, "arn:sm", record_for(enrolled))
-    again = eventual.start_eventual_workflow(enrollment_tables, stepfunctions, "arn:sm", record_for(enrolled))
+    first = stream.start_eventual_workflow(enrollment_tables, stepfunctions, "arn:sm", record_for(enrolled))
+    again = stream.start_eventual_workflow(enrollment_tables, stepfunctions, "arn:sm", record_for(enrolled))
 
     assert first["started"] is True
     assert again["started"] is False
@@ -74,7 +76,7 @@ def test_record_of_a_reverted_enrollment_starts_nothing(enrollment_tables: Table
     offers.revert_enrollment(enrollment_tables, enrolled, EXECUTION, "boom")
     stepfunctions = RecordingStepFunctions()
     assert (
-        eventual.start_eventual_workflow(enrollment_tables, stepfunctions, "arn:sm", record_for(enrolled))["started"]
+        stream.start_eventual_workflow(enrollment_tables, stepfunctions, "arn:sm", record_for(enrolled))["started"]
         is False
     )
     assert stepfunctions.starts == []
@@ -86,10 +88,8 @@ def test_failed_start_releases_the_claim(enrollment_tables: Tables, enrolled: di
             raise RuntimeError("service unavailable")
 
     with pytest.raises(RuntimeError):
-        eventual.start_eventual_workflow(enrollment_tables, Failing(), "arn:sm", record_for(enrolled))
-    retry = eventual.start_eventual_workflow(
-        enrollment_tables, RecordingStepFunctions(), "arn:sm", record_for(enrolled)
-    )
+        stream.start_eventual_workflow(enrollment_tables, Failing(), "arn:sm", record_for(enrolled))
+    retry = stream.start_eventual_workflow(enrollment_tables, RecordingStepFunctions(), "arn:sm", record_for(enrolled))
     assert retry["started"] is True
 
 
@@ -111,7 +111,7 @@ def test_data_lambda_reports_and_skips_a_malformed_record(
     )
     good = json.dumps(publisher.stream_record(enrolled, "2026-01-31T12:00:01.000Z")).encode()
 
-    response = handlers.data_lambda(kinesis_event(payload, good, partition_key="C-1001"), lambda_context)
+    response = eventual_handlers.data_lambda(kinesis_event(payload, good, partition_key="C-1001"), lambda_context)
 
     assert response == {"batchItemFailures": []}
     assert len(stepfunctions.starts) == 1  # the good record behind the bad one went through
@@ -156,7 +156,7 @@ def test_cancel_deletes_hooks_and_keeps_fulfilled_actions(
     enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
 ) -> None:
     target = HOOK_TARGET
-    for hook in eventual.async_workflow_input(record_for(enrolled), NOW)["hooks"]:
+    for hook in stream.async_workflow_input(record_for(enrolled), NOW)["hooks"]:
         hooks.create_hook(scheduler, target, hook)
     same_day = enrolled["immediateActions"][0]
     fulfillment.fulfil(enrollment_tables, "C-1001", same_day, "corr", "same-day", "t1", FixedClock(NOW))

@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 
 from commonlib.clock import isoformat, parse_isoformat
-from enrollment import fulfillment, manage, offers, store
+from enrollment import store
+from enrollment.eventual import fulfillment, manage
+from enrollment.immediate import offers
 from enrollment.store import Tables
 from tests.unit.enrollment_fixtures import EXECUTION, OTHER_EXECUTION, STARTED, FixedClock, schedule_hook, seed_offer
 

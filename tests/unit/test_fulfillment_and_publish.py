@@ -6,7 +6,7 @@ from typing import Any
 import boto3
 import pytest
 
-from enrollment import offers, publisher, rules
+from enrollment.immediate import offers, publisher, rules
 from enrollment.store import Tables
 from tests.unit.enrollment_fixtures import EXECUTION, STARTED, FixedClock, seed_offer
 

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commonlib.errors import ConditionNotMetError, TransientDependencyError
-from enrollment import hooks, model
+from enrollment import model
+from enrollment.eventual import hooks
 
 # The real grammars: model.Identifier (contract ids) and model.ActionName.
 contract_ids = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,39}\Z")

@@ -13,8 +13,10 @@ from hypothesis import given
 
 from commonlib.errors import InvalidInputError
 from commonlib.validation import parse
-from enrollment import handlers, model, publisher, store
+from enrollment import model, store
 from enrollment.action_names import SUPPORTED_ACTIONS
+from enrollment.eventual import handlers as eventual_handlers
+from enrollment.immediate import publisher
 from enrollment.store import Tables
 from tests.support import malformed
 from tests.support.events import kinesis_event
@@ -186,7 +188,7 @@ def test_rejected_stream_records_are_named_audited_and_start_nothing(
     }
     before = everything(enrollment_tables)
 
-    response = handlers.data_lambda(
+    response = eventual_handlers.data_lambda(
         kinesis_event(*malformed, json.dumps(good).encode(), json.dumps(good).encode()), lambda_context
     )
 
@@ -252,11 +254,11 @@ HOOK_CASES: list[tuple[Any, str, set[str]]] = [
 def test_malformed_hook_payloads_are_named_audited_rejections(
     enrollment_tables: Tables, enrolled: dict[str, Any], lambda_context: Any
 ) -> None:
-    handlers._tables.cache_clear()
+    store.environment_tables.cache_clear()
     for event, error, fields in HOOK_CASES:
         before = everything(enrollment_tables)
 
-        answer = handlers.fulfill_action(copy.deepcopy(event), lambda_context)
+        answer = eventual_handlers.fulfill_action(copy.deepcopy(event), lambda_context)
 
         label = json.dumps(event)[:80]
         assert (answer["status"], answer["error"], answer["duplicate"]) == ("rejected", error, False), label

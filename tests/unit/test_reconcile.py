@@ -10,7 +10,9 @@ import boto3
 import pytest
 
 from commonlib.clock import isoformat
-from enrollment import eventual, hooks, manage, offers, publisher, reconcile, store
+from enrollment import store
+from enrollment.eventual import hooks, manage, reconcile, stream
+from enrollment.immediate import offers, publisher
 from enrollment.store import Tables
 from tests.unit.enrollment_fixtures import EXECUTION, STARTED, FixedClock, RecordingStepFunctions, schedule_hook
 
@@ -62,8 +64,8 @@ def run(tables: Tables, scheduler: Any, stepfunctions: Any = None, at: datetime 
 
 def start_workflow(tables: Tables, enrolled: dict[str, Any], stepfunctions: Any) -> None:
     """What DataLambda does: claim the start, start the async run (which schedules nothing here)."""
-    record = eventual.StreamRecord.model_validate(publisher.stream_record(enrolled, isoformat(STARTED)))
-    eventual.start_eventual_workflow(tables, stepfunctions, "arn:sm", record, FixedClock(STARTED))
+    record = stream.StreamRecord.model_validate(publisher.stream_record(enrolled, isoformat(STARTED)))
+    stream.start_eventual_workflow(tables, stepfunctions, "arn:sm", record, FixedClock(STARTED))
 
 
 def confirm(tables: Tables) -> None:
@@ -93,7 +95,7 @@ class FlakyScheduler:
 def schedule_all(tables: Tables, scheduler: Any, enrolled: dict[str, Any]) -> None:
     for action in enrolled["eventualActions"]:
         schedule_hook(tables, CONTRACT, action)
-        hooks.create_hook(scheduler, TARGET, eventual.hook(CONTRACT, "corr", action, STARTED))
+        hooks.create_hook(scheduler, TARGET, stream.hook(CONTRACT, "corr", action, STARTED))
 
 
 @pytest.mark.parametrize("interrupted_at", ["second hook", "ucp", "final transaction"])

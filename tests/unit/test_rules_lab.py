@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from enrollment import rules
+from enrollment.immediate import rules
 from tests.unit.enrollment_fixtures import seed_offer
 
 ACTIVE = {"status": "active", "flags": []}

@@ -177,11 +177,11 @@ def test_no_event_source_of_the_template_sets_an_input_that_could_be_it() -> Non
 
 
 def test_a_hook_payload_is_a_fulfillment_event() -> None:
-    from enrollment import eventual
+    from enrollment.eventual import stream
 
     now = datetime(2026, 11, 30, tzinfo=UTC)
     action = {"name": "action1", "offset": 3, "dueAt": "2026-12-03T00:00:00Z", "data": {}}
-    payload = json.loads(eventual.hook("C-1", "corr-1", action, now)["targetInput"])
+    payload = json.loads(stream.hook("C-1", "corr-1", action, now)["targetInput"])
 
     assert {"contractId", "correlationId", "trigger", "action"} <= payload.keys()
     assert not warm_up.is_warm_up(payload)

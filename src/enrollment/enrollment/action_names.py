@@ -2,7 +2,7 @@
 
 The intake (`enrollment.model.Action`) refuses any other name with a 400 naming it, so an accepted
 offer never carries an action nothing would perform. The fulfillment registry
-(`enrollment.fulfillment.REGISTRY`, its `@action_handler("name")` functions) must register exactly
+(`enrollment.eventual.fulfillment.REGISTRY`, its `@action_handler("name")` functions) must register exactly
 these names: adding an action is one handler there and its name here. Kept apart from both, and free
 of pydantic and boto3, so either side imports it cheaply.
 """

@@ -26,6 +26,7 @@ from pydantic import (
 from commonlib.clock import isoformat
 from enrollment.action_names import SUPPORTED_ACTIONS
 from enrollment.offsets import SECONDS_PER_DAY, due_at
+from enrollment.steps import Payment, PlannedAction
 
 MAX_OFFSET_DAYS = 3650
 MAX_ACTIONS = 20
@@ -151,7 +152,7 @@ class EnrollmentRequest(BaseModel):
 
 def split_actions(
     request: EnrollmentRequest, enrollment_date: datetime, offset_unit_seconds: int = SECONDS_PER_DAY
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+) -> tuple[list[PlannedAction], list[PlannedAction]]:
     """(same-day actions, eventual actions); each eventual action carries its due time. Draft order kept
     for same-day actions; eventual actions sorted by due time."""
     immediate, eventual = [], []
@@ -167,7 +168,7 @@ def split_actions(
     return immediate, eventual
 
 
-def payment_schedule(request: EnrollmentRequest, enrollment_date: datetime) -> list[dict[str, Any]]:
+def payment_schedule(request: EnrollmentRequest, enrollment_date: datetime) -> list[Payment]:
     amount = Decimal(str(request.contractInfo.monthlyPayment)).quantize(Decimal("0.01"), ROUND_HALF_UP)
     return [
         {

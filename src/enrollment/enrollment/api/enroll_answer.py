@@ -46,7 +46,7 @@ def public_output(output: dict[str, Any]) -> dict[str, Any]:
     only (a sensitive rule's reason, e.g. about an account flag, is one neutral code; the full reasons
     are in the audit trail); an enrolled one leaves out each eventual action's free-form data."""
     if output.get("status") == "ineligible":
-        from enrollment import rules
+        from enrollment.immediate import rules
 
         public = {key: value for key, value in output.items() if key not in ("reasons", "failedRules")}
         reasons = rules.public_reasons(output.get("failedRules") or [], rules.load_rules())

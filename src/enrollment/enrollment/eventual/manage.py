@@ -8,7 +8,8 @@ from commonlib import faults
 from commonlib.clock import Clock, isoformat, parse_isoformat, utc_now
 from commonlib.errors import ConditionNotMetError, aws_errors_as_domain_errors
 from commonlib.serialization import json_ready
-from enrollment import hooks, store
+from enrollment import store
+from enrollment.eventual import hooks
 from enrollment.offsets import SECONDS_PER_DAY, due_at
 from enrollment.store import Tables
 
@@ -156,8 +157,7 @@ def cancel_enrollment(
             faults.checkpoint("cancel-after-hook-deleted")
             cancel = {"name": name, "offset": action["offset"], "dueAt": action.get("dueAt")}
             try:
-                with aws_errors_as_domain_errors():
-                    tables.actions.update_item(**store.cancel_action(contract_id, cancel, correlation_id, now))
+                store.cancel_action(tables, contract_id, cancel, correlation_id, now)
                 action["state"] = store.ACTION_CANCELLED
             except ConditionNotMetError:  # claimed or cancelled meanwhile: report what it is now
                 action = store.get_action(tables, contract_id, name) or action

@@ -29,7 +29,8 @@ from commonlib.errors import InvalidInputError
 from commonlib.observability import logger, metrics, tracer
 from commonlib.validation import parse
 from commonlib.warm_up import answers_warm_up
-from enrollment import api, clients, model
+from enrollment import model
+from enrollment.api import clients, enroll_answer
 
 SYNC_EXECUTION_TIMEOUT_SECONDS = 28  # the API Lambda's timeout is 29 s, API Gateway's 29 s
 
@@ -60,9 +61,11 @@ def _start(submission: dict[str, Any]) -> dict[str, Any]:
     """The idempotent function: Powertools keeps what it returns, so it returns only final answers. A
     run in progress (409), a throttle (429) or a failure (5xx) is raised instead, which deletes the
     in-progress record: a retry with the same key runs again instead of replaying it."""
-    answer = api.start_enrollment(_stepfunctions(), os.environ["ENROLLMENT_STATE_MACHINE_ARN"], submission["offer"])
-    if not api.is_final(answer):
-        raise api.NotFinalAnswer(answer)
+    answer = enroll_answer.start_enrollment(
+        _stepfunctions(), os.environ["ENROLLMENT_STATE_MACHINE_ARN"], submission["offer"]
+    )
+    if not enroll_answer.is_final(answer):
+        raise enroll_answer.NotFinalAnswer(answer)
     return answer
 
 
@@ -135,7 +138,7 @@ def create_enrollment() -> Response:
     }
     try:
         answer = _idempotent_start()(submission=submission)
-    except api.NotFinalAnswer as not_final:
+    except enroll_answer.NotFinalAnswer as not_final:
         answer = not_final.answer
     # A replayed answer keeps the correlation id of the request that produced it.
     return _json(answer["statusCode"], {"correlationId": offer["correlationId"], **answer["body"]})

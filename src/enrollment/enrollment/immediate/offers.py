@@ -1,4 +1,5 @@
-"""The steps of the immediate workflow, as plain functions over `Tables` (and a clock).
+"""The steps of the immediate workflow, as plain functions over `Tables` (and a clock); every read and
+write goes through `enrollment.store`, with plain values.
 
 Each returns its business outcome as data for the state machine's `Choice` states; only the
 unexpected raises (a `DomainError`, after `ClientError`s are mapped in `commonlib.errors`).
@@ -9,13 +10,13 @@ from __future__ import annotations
 import contextlib
 import json
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from commonlib import faults
 from commonlib.clock import Clock, isoformat, utc_now
 from commonlib.errors import ConditionNotMetError, InvalidInputError, aws_errors_as_domain_errors
 from enrollment import offsets, store
+from enrollment.steps import Acceptance, Commitment, Eligibility, Offer, OutcomeRecorded, Reversal, Verification
 from enrollment.store import Tables
 
 LEASE = timedelta(minutes=5)
@@ -27,6 +28,8 @@ _CONFLICTS = {
 # as for any conflict, never its status.
 UNAVAILABLE = ("ContractUnavailable", "this contract id cannot be used")
 OWNER_FIELD = "ownerId"
+# The statuses of an offer whose run is under way: the ones its steps move it from.
+IN_PROGRESS = (store.RECEIVED, store.VERIFIED)
 
 
 def acquire(
@@ -36,7 +39,7 @@ def acquire(
     started_at: datetime,
     offset_unit_seconds: int | None = None,
     clock: Clock = utc_now,
-) -> dict[str, Any]:
+) -> Acceptance:
     """Validate the offer and take the one-contract-at-a-time guard. A day is `offset_unit_seconds`
     long (`offsets.SECONDS_PER_DAY` unless given).
 
@@ -69,7 +72,7 @@ def acquire(
 
     correlation_id = request.correlationId or execution_id.rsplit(":", 1)[-1]
     immediate, eventual = model.split_actions(request, started_at, offset_unit_seconds)
-    offer = {
+    offer: Offer = {
         "contractId": request.contractId,
         "accountId": request.accountId,
         "contractInfo": request.contractInfo.model_dump(),
@@ -81,29 +84,8 @@ def acquire(
         "payments": model.payment_schedule(request, started_at),
     }
     now = clock()
-    item = offer_item(offer, execution_id, now, owner_id)
-    # Only the owner (an ownerless request: only for an ownerless offer) may take a finished offer again.
-    owned = "ownerId = :owner" if owner_id else "attribute_not_exists(ownerId)"
     try:
-        with aws_errors_as_domain_errors():
-            tables.offers.put_item(
-                Item=item,
-                ConditionExpression=(
-                    f"attribute_not_exists(OfferId) OR ({owned} AND (#status IN (:failed, :ineligible, :rejected)"
-                    " OR (#status IN (:received, :verified) AND leaseExpiresAt < :now)))"
-                ),
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    **({":owner": owner_id} if owner_id else {}),
-                    ":failed": store.FAILED,
-                    ":ineligible": store.INELIGIBLE,
-                    ":rejected": store.REJECTED,
-                    ":received": store.RECEIVED,
-                    ":verified": store.VERIFIED,
-                    ":now": isoformat(now),
-                },
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
+        store.take_offer(tables, offer_item(offer, execution_id, now, owner_id), now)
     except ConditionNotMetError as taken:
         existing = store.item_from_condition_failure(taken)
         if existing.get("executionId") == execution_id:
@@ -133,7 +115,7 @@ def acquire(
 STORED_OFFER_FIELDS = ("contractId", "accountId", "contractInfo", "contractDraft", "correlationId", "enrollmentDate")
 
 
-def offer_item(offer: dict[str, Any], execution_id: str, now: datetime, owner_id: str | None = None) -> dict[str, Any]:
+def offer_item(offer: Offer, execution_id: str, now: datetime, owner_id: str | None = None) -> dict[str, Any]:
     """The Offers item that takes the guard for `execution_id` (owned by `owner_id`, if given)."""
     return {
         "OfferId": offer["contractId"],
@@ -141,15 +123,14 @@ def offer_item(offer: dict[str, Any], execution_id: str, now: datetime, owner_id
         "executionId": execution_id,
         "receivedAt": isoformat(now),
         "leaseExpiresAt": isoformat(now + LEASE),
-        "offer": _dynamo_safe({field: offer[field] for field in STORED_OFFER_FIELDS}),
+        "offer": store.storable({field: offer[field] for field in STORED_OFFER_FIELDS}),
     } | ({OWNER_FIELD: owner_id} if owner_id else {})
 
 
-def verify_customer(tables: Tables, offer: dict[str, Any], execution_id: str, clock: Clock = utc_now) -> dict[str, Any]:
+def verify_customer(tables: Tables, offer: Offer, execution_id: str, clock: Clock = utc_now) -> Verification:
     """Check the account in the UCP. `{"verified": bool, "reason": str | None, "account": {...}}`.
     A verified offer is audited by the commit's entry (or a later failure's); a rejection here."""
-    with aws_errors_as_domain_errors():
-        account = tables.ucp.get_item(Key={"accountId": offer["accountId"]}, ConsistentRead=True).get("Item")
+    account = store.get_account(tables, offer["accountId"])
     if account is None:
         verified, reason = False, "AccountNotFound"
     elif account.get("status") != "active":
@@ -158,16 +139,8 @@ def verify_customer(tables: Tables, offer: dict[str, Any], execution_id: str, cl
         verified, reason = True, None
     status = store.VERIFIED if verified else store.REJECTED
     now = clock()
-    before = _set_status(
-        tables,
-        offer,
-        execution_id,
-        status,
-        reason,
-        now,
-        from_statuses=(store.RECEIVED, store.VERIFIED),
-        stamp="verifiedAt" if verified else None,
-    )
+    stamp = "verifiedAt" if verified else None
+    before = store.set_offer_status(tables, offer["contractId"], execution_id, status, reason, now, IN_PROGRESS, stamp)
     if not verified:  # the run ends here: its entry carries the earlier steps
         with aws_errors_as_domain_errors():
             store.append_audit(
@@ -187,7 +160,7 @@ def verify_customer(tables: Tables, offer: dict[str, Any], execution_id: str, cl
 
 def record_outcome(
     tables: Tables,
-    offer: dict[str, Any],
+    offer: Offer,
     execution_id: str,
     status: str,
     step: str,
@@ -195,22 +168,15 @@ def record_outcome(
     rules_version: str | None = None,
     clock: Clock = utc_now,
     public_reason: str | None = None,
-) -> dict[str, Any]:
+) -> OutcomeRecorded:
     """Record an end state (`ineligible`, `failed`) on the offer this execution owns, and audit it with
     the steps the run had done. `reason` is the full reason (the audit trail's); `public_reason`, when
     given, is what a client may be shown instead (`publicReason` on the offer, `details.publicOutcome`
     on the audit entry)."""
     now = clock()
     try:
-        before = _set_status(
-            tables,
-            offer,
-            execution_id,
-            status,
-            reason,
-            now,
-            from_statuses=(store.RECEIVED, store.VERIFIED),
-            public_reason=public_reason,
+        before = store.set_offer_status(
+            tables, offer["contractId"], execution_id, status, reason, now, IN_PROGRESS, public_reason=public_reason
         )
         recorded = True
     except ConditionNotMetError:
@@ -230,8 +196,8 @@ def record_outcome(
 
 
 def commit_enrollment(
-    tables: Tables, offer: dict[str, Any], execution_id: str, eligibility: dict[str, Any], clock: Clock = utc_now
-) -> dict[str, Any]:
+    tables: Tables, offer: Offer, execution_id: str, eligibility: Eligibility, clock: Clock = utc_now
+) -> Commitment:
     """One transaction: offer `enrolled`, the UCP's contract entry (status enrolled, payments), one
     pending item per same-day action, and the run's audit entry (received, verified, eligible,
     enrolled). A replay by the same execution is a no-op."""
@@ -241,144 +207,36 @@ def commit_enrollment(
         offer["correlationId"],
         eligibility["rulesVersion"],
     )
-    ucp_entry = _dynamo_safe(
-        {
-            "status": store.ENROLLED,
-            "enrolledAt": isoformat(now),
-            "payments": offer["payments"],
-            "correlationId": correlation_id,
-        }
-    )
-    items: list[dict[str, Any]] = [
-        {
-            "Update": {
-                "TableName": tables.offers.name,
-                "Key": {"OfferId": contract_id},
-                "UpdateExpression": "SET #status = :enrolled, enrolledAt = :now, rulesVersion = :rules",
-                "ConditionExpression": "executionId = :execution AND #status = :verified",
-                "ExpressionAttributeNames": {"#status": "status"},
-                "ExpressionAttributeValues": {
-                    ":enrolled": store.ENROLLED,
-                    ":verified": store.VERIFIED,
-                    ":now": isoformat(now),
-                    ":rules": rules_version,
-                    ":execution": execution_id,
-                },
-            }
-        },
-        {
-            "Update": {
-                "TableName": tables.ucp.name,
-                "Key": {"accountId": offer["accountId"]},
-                "UpdateExpression": "SET contracts.#contract = :entry, lastEnrollmentAt = :now",
-                "ConditionExpression": "attribute_exists(accountId) AND attribute_not_exists(contracts.#contract)",
-                "ExpressionAttributeNames": {"#contract": contract_id},
-                "ExpressionAttributeValues": {":entry": ucp_entry, ":now": isoformat(now)},
-            }
-        },
-    ]
-    # Only the same-day actions get their item here: an eventual action's item is created when its hook
-    # is scheduled (the async workflow's MarkActionScheduled), so the transaction, which bills every
-    # item twice, does not also write an item per eventual action.
-    for action in offer["immediateActions"]:
-        items.append(
-            {
-                "Put": {
-                    "TableName": tables.actions.name,
-                    "Item": _dynamo_safe(
-                        {
-                            "contractId": contract_id,
-                            "actionName": action["name"],
-                            "offset": action["offset"],
-                            "dueAt": action["dueAt"],
-                            "data": action["data"],
-                            "enrollmentDate": offer["enrollmentDate"],
-                            "state": store.ACTION_PENDING,
-                            "correlationId": correlation_id,
-                        }
-                    ),
-                    # An item of an earlier enrollment of this contract (another due time) is replaced.
-                    "ConditionExpression": "attribute_not_exists(actionName) OR #state = :cancelled OR dueAt <> :due",
-                    "ExpressionAttributeNames": {"#state": "state"},
-                    "ExpressionAttributeValues": {":cancelled": store.ACTION_CANCELLED, ":due": action["dueAt"]},
-                }
-            }
-        )
     # One audit item for the run so far: the steps before this one travel inside it (read from the
     # offer item, which records when each was done) instead of one item each, billed twice here.
-    with aws_errors_as_domain_errors():
-        current = tables.offers.get_item(Key={"OfferId": contract_id}, ConsistentRead=True).get("Item")
-    done = [*store.steps_before(current), store.step("rules-lab", isoformat(now), "eligible", rules_version)]
+    done = [
+        *store.steps_before(store.get_offer(tables, contract_id)),
+        store.step("rules-lab", isoformat(now), "eligible", rules_version),
+    ]
     actions = len(offer["immediateActions"]) + len(offer["eventualActions"])
-    items.append(
-        store.audit_put(
-            tables,
-            store.audit_entry(
-                contract_id, "enroll", "enrolled: UCP updated, payments set", correlation_id,
-                now + timedelta(milliseconds=1), rules_version,  # sorts after the eligibility step
-                {"payments": len(offer["payments"]), "actions": actions, "steps": done},
-            ),
-        )
+    entry = store.audit_entry(
+        contract_id, "enroll", "enrolled: UCP updated, payments set", correlation_id,
+        now + timedelta(milliseconds=1), rules_version,  # sorts after the eligibility step
+        {"payments": len(offer["payments"]), "actions": actions, "steps": done},
     )  # fmt: skip
     try:
-        with aws_errors_as_domain_errors():
-            tables.client.transact_write_items(TransactItems=items)
+        store.commit_enrollment(tables, offer, execution_id, rules_version, entry, now)
     except ConditionNotMetError:
-        with aws_errors_as_domain_errors():
-            current = tables.offers.get_item(Key={"OfferId": contract_id}, ConsistentRead=True).get("Item", {})
+        current = store.get_offer(tables, contract_id) or {}
         if current.get("executionId") == execution_id and current.get("status") == store.ENROLLED:
             return {"enrolledAt": current["enrolledAt"], "replayed": True}
         raise
     return {"enrolledAt": isoformat(now), "replayed": False}
 
 
-def revert_enrollment(
-    tables: Tables, offer: dict[str, Any], execution_id: str, reason: str, clock: Clock = utc_now
-) -> dict[str, Any]:
+def revert_enrollment(tables: Tables, offer: Offer, execution_id: str, reason: str, clock: Clock = utc_now) -> Reversal:
     """Compensation after a failure that followed the commit: undo the UCP entry, cancel the pending
     actions, mark the offer failed with the reason (which releases the guard), audit it."""
     now = clock()
     contract_id = offer["contractId"]
-    items: list[dict[str, Any]] = [
-        {
-            "Update": {
-                "TableName": tables.offers.name,
-                "Key": {"OfferId": contract_id},
-                "UpdateExpression": "SET #status = :failed, failedAt = :now, failureReason = :reason",
-                "ConditionExpression": "executionId = :execution AND #status = :enrolled",
-                "ExpressionAttributeNames": {"#status": "status"},
-                "ExpressionAttributeValues": {
-                    ":failed": store.FAILED,
-                    ":enrolled": store.ENROLLED,
-                    ":now": isoformat(now),
-                    ":reason": reason[:1000],
-                    ":execution": execution_id,
-                },
-            }
-        },
-        {
-            "Update": {
-                "TableName": tables.ucp.name,
-                "Key": {"accountId": offer["accountId"]},
-                "UpdateExpression": "REMOVE contracts.#contract",
-                "ExpressionAttributeNames": {"#contract": contract_id},
-            }
-        },
-    ]
-    # The same-day actions' items, the only ones the commit wrote. An eventual action has no item yet,
-    # and gets none: its hook is scheduled only for an enrolled offer with a stream record, and a retry
-    # of this contract must find it free.
-    for action in offer["immediateActions"]:
-        cancel = store.cancel_action(contract_id, action, offer["correlationId"], now)
-        items.append({"Update": {"TableName": tables.actions.name, **cancel}})
-    items.append(
-        store.audit_put(
-            tables, store.audit_entry(contract_id, "revert", f"failed: {reason[:500]}", offer["correlationId"], now)
-        )
-    )
+    entry = store.audit_entry(contract_id, "revert", f"failed: {reason[:500]}", offer["correlationId"], now)
     try:
-        with aws_errors_as_domain_errors():
-            tables.client.transact_write_items(TransactItems=items)
+        store.revert_enrollment(tables, offer, execution_id, reason, entry, now)
     except ConditionNotMetError:
         return {"reverted": False}
     faults.checkpoint("after-revert")
@@ -387,54 +245,10 @@ def revert_enrollment(
     # enrolled contract; the reconciler deletes such hooks). One at a time, since one may be done already.
     for action in offer["eventualActions"]:
         # A refusal means it was claimed before the revert (only possible with compressed days): it completes.
-        with contextlib.suppress(ConditionNotMetError), aws_errors_as_domain_errors():
-            tables.actions.update_item(**store.cancel_action(contract_id, action, offer["correlationId"], now))
+        with contextlib.suppress(ConditionNotMetError):
+            store.cancel_action(tables, contract_id, action, offer["correlationId"], now)
     return {"reverted": True}
 
 
-def _set_status(
-    tables: Tables,
-    offer: dict[str, Any],
-    execution_id: str,
-    status: str,
-    reason: str | None,
-    now: datetime,
-    from_statuses: tuple[str, ...],
-    stamp: str | None = None,
-    public_reason: str | None = None,
-) -> dict[str, Any]:
-    """Move the offer this execution owns to `status` (and set `stamp`, if given, to now); the item
-    as it was before."""
-    names = {"#status": "status"}
-    values: dict[str, Any] = {":status": status, ":now": isoformat(now), ":execution": execution_id}
-    allowed = []
-    for index, source in enumerate((*from_statuses, status)):
-        values[f":from{index}"] = source
-        allowed.append(f":from{index}")
-    update = "SET #status = :status, updatedAt = :now"
-    if stamp:
-        update += f", {stamp} = :now"
-    if reason:
-        update += ", statusReason = :reason"
-        values[":reason"] = reason[:1000]
-    if public_reason:
-        update += ", publicReason = :public"
-        values[":public"] = public_reason[:1000]
-    with aws_errors_as_domain_errors():
-        return tables.offers.update_item(
-            Key={"OfferId": offer["contractId"]},
-            UpdateExpression=update,
-            ConditionExpression=f"executionId = :execution AND #status IN ({', '.join(allowed)})",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-            ReturnValues="ALL_OLD",
-        ).get("Attributes", {})
-
-
-def _rejected(outcome: str, error: str, cause: str) -> dict[str, Any]:
+def _rejected(outcome: str, error: str, cause: str) -> Acceptance:
     return {"outcome": outcome, "offer": None, "rejection": {"error": error, "cause": cause}}
-
-
-def _dynamo_safe(value: Any) -> Any:
-    """DynamoDB takes Decimal, not float."""
-    return json.loads(json.dumps(value), parse_float=Decimal)

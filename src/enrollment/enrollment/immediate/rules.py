@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from enrollment.steps import Eligibility
+
 DEFAULT_RULES_FILE = Path(__file__).resolve().parent / "rules" / "eligibility-rules.json"
 
 _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
@@ -61,7 +63,7 @@ def facts(contract_info: dict[str, Any], contract_draft: dict[str, Any], account
     return {"contractInfo": contract_info, "contractDraft": draft, "account": account}
 
 
-def evaluate(known_facts: dict[str, Any], rules: dict[str, Any]) -> dict[str, Any]:
+def evaluate(known_facts: dict[str, Any], rules: dict[str, Any]) -> Eligibility:
     """`{"eligible": bool, "reasons": [...], "failedRules": [...], "rulesVersion": str}`."""
     failed = [rule for rule in rules["rules"] if not _holds(rule, known_facts)]
     return {

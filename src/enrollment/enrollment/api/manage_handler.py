@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
@@ -15,16 +14,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from commonlib import aws, faults
 from commonlib.observability import logger, metrics, tracer
 from commonlib.warm_up import answers_warm_up
-from enrollment import clients, manage, offsets
-from enrollment.store import Tables
+from enrollment import offsets, store
+from enrollment.api import clients
+from enrollment.eventual import manage
 
 CONTRACT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 app = APIGatewayRestResolver()
-
-
-@functools.cache
-def _tables() -> Tables:
-    return Tables.from_environment()
 
 
 def _json(status: int, body: dict[str, Any]) -> Response:
@@ -58,7 +53,7 @@ def get_enrollment(contract_id: str) -> Response:
     if (invalid := _invalid(contract_id)) is not None:
         return invalid
     status = manage.enrollment_status(
-        _tables(), contract_id, offset_unit_seconds=offsets.unit_from_environment(), owner_id=client
+        store.environment_tables(), contract_id, offset_unit_seconds=offsets.unit_from_environment(), owner_id=client
     )
     if status is None:
         return _not_found(contract_id)
@@ -72,7 +67,7 @@ def cancel_enrollment(contract_id: str) -> Response:
     if (invalid := _invalid(contract_id)) is not None:
         return invalid
     result = manage.cancel_enrollment(
-        _tables(),
+        store.environment_tables(),
         aws.client("scheduler"),
         os.environ["SCHEDULE_GROUP_NAME"],
         contract_id,

@@ -29,7 +29,8 @@ from typing import Any
 
 from commonlib.clock import Clock, isoformat, parse_isoformat, utc_now
 from commonlib.errors import ConditionNotMetError, DomainError, TransientDependencyError, map_client_error
-from enrollment import eventual, hooks, manage, store
+from enrollment import store
+from enrollment.eventual import hooks, manage, stream
 from enrollment.store import Tables
 
 
@@ -120,13 +121,11 @@ def _redrive(
     report.redriven.append(f"{contract_id} (after {previous or 'no start'})")
     if settings.dry_run:
         return
-    record = eventual.record_from_offer(offer, settings.offset_unit_seconds, clock())
+    record = stream.record_from_offer(offer, settings.offset_unit_seconds, clock())
     if previous is None:
-        started = eventual.start_eventual_workflow(
-            tables, stepfunctions, settings.async_state_machine_arn, record, clock
-        )
+        started = stream.start_eventual_workflow(tables, stepfunctions, settings.async_state_machine_arn, record, clock)
     else:
-        started = eventual.start_eventual_workflow(
+        started = stream.start_eventual_workflow(
             tables, stepfunctions, settings.async_state_machine_arn, record, clock, replacing=previous
         )
     _audit(tables, offer, f"eventual workflow re-driven: {started}", clock)
@@ -177,9 +176,9 @@ def _check_action(
     report.hooksRecreated.append(f"{label} ({action['state']})")
     if settings.dry_run:
         return
-    by_name = {entry["name"]: entry for entry in eventual.draft_actions(offer, settings.offset_unit_seconds)}
+    by_name = {entry["name"]: entry for entry in stream.draft_actions(offer, settings.offset_unit_seconds)}
     planned = by_name.get(name, {"name": name, "offset": int(action.get("offset", 0)), "data": {}})
-    hook = eventual.hook(
+    hook = stream.hook(
         contract_id,
         action.get("correlationId") or offer["offer"]["correlationId"],
         {**planned, "dueAt": action["dueAt"]},

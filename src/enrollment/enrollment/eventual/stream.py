@@ -27,8 +27,10 @@ from commonlib.clock import Clock, isoformat, parse_isoformat, utc_now
 from commonlib.errors import ConditionNotMetError, aws_errors_as_domain_errors
 from commonlib.serialization import json_ready
 from commonlib.validation import field_errors
-from enrollment import model, offsets, publisher, store
-from enrollment.hooks import schedule_name
+from enrollment import model, offsets, store
+from enrollment.eventual.hooks import schedule_name
+from enrollment.immediate import publisher
+from enrollment.steps import AsyncWorkflowInput, Hook
 from enrollment.store import Tables
 
 # Scheduler rejects an `at()` in the past; a hook that is already due fires this soon instead.
@@ -114,7 +116,7 @@ def schedule_expression(due: datetime, now: datetime) -> str:
     return f"at({fire_at.strftime('%Y-%m-%dT%H:%M:%S')})"
 
 
-def hook(contract_id: str, correlation_id: str, action: dict[str, Any], now: datetime) -> dict[str, Any]:
+def hook(contract_id: str, correlation_id: str, action: dict[str, Any], now: datetime) -> Hook:
     """One hook: the schedule that fires `action` (name, offset, dueAt, data) at its due time."""
     hook_event = {"contractId": contract_id, "correlationId": correlation_id, "trigger": "hook", "action": action}
     return {
@@ -127,7 +129,7 @@ def hook(contract_id: str, correlation_id: str, action: dict[str, Any], now: dat
     }
 
 
-def async_workflow_input(record: StreamRecord, now: datetime) -> dict[str, Any]:
+def async_workflow_input(record: StreamRecord, now: datetime) -> AsyncWorkflowInput:
     """The JSON the async state machine takes: one hook per eventual action."""
     return {
         "contractId": record.contractId,

@@ -11,12 +11,13 @@ from typing import Any
 
 from commonlib.clock import Clock, isoformat, utc_now
 from commonlib.errors import aws_errors_as_domain_errors
+from enrollment.steps import Offer, Publication
 
 RECORD_TYPE = "ContractEnrolled"
 RECORD_VERSION = 1
 
 
-def stream_record(offer: dict[str, Any], published_at: str) -> dict[str, Any]:
+def stream_record(offer: Offer, published_at: str) -> dict[str, Any]:
     return {
         "type": RECORD_TYPE,
         "version": RECORD_VERSION,
@@ -29,7 +30,7 @@ def stream_record(offer: dict[str, Any], published_at: str) -> dict[str, Any]:
     }
 
 
-def publish(kinesis: Any, stream_name: str, offer: dict[str, Any], clock: Clock = utc_now) -> dict[str, Any]:
+def publish(kinesis: Any, stream_name: str, offer: Offer, clock: Clock = utc_now) -> Publication:
     now = clock()
     record = stream_record(offer, isoformat(now))
     with aws_errors_as_domain_errors():

@@ -21,7 +21,6 @@ retrying cannot help. The rejection is audited in the `store.REJECTIONS` partiti
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -35,6 +34,7 @@ from commonlib.clock import Clock, isoformat, utc_now
 from commonlib.errors import ConditionNotMetError, InvalidInputError
 from commonlib.validation import parse
 from enrollment import model, store
+from enrollment.steps import FulfillmentAnswer
 from enrollment.store import Tables
 
 # Three times the function's timeout: a delivery that still owns its claim after this has ended.
@@ -130,7 +130,7 @@ def fulfil(
     trigger: str,
     token: str,
     clock: Clock = utc_now,
-) -> dict[str, Any]:
+) -> FulfillmentAnswer:
     """`{"name", "status", "duplicate": bool, "result", "reason"}`; status is the action's state after
     this delivery: fulfilled, failed, cancelled, running (another delivery owns it), scheduled or pending
     (not due yet), stale (a hook of an earlier enrollment) or rejected."""
@@ -176,7 +176,7 @@ def _perform(
     trigger: str,
     token: str,
     clock: Clock,
-) -> dict[str, Any]:
+) -> FulfillmentAnswer:
     name = item["actionName"]
     job = Performance(
         tables=tables,
@@ -211,7 +211,7 @@ def _complete(
     detail: Any,
     correlation_id: str,
     trigger: str,
-) -> dict[str, Any]:
+) -> FulfillmentAnswer:
     name, now = job.action["name"], job.clock()
     payload = {"result": detail} if state == store.ACTION_FULFILLED else {"reason": detail}
     entry = store.audit_entry(
@@ -224,19 +224,14 @@ def _complete(
     )
     try:
         store.complete_action(
-            tables, job.contract_id, name, token, state, _storable(detail), trigger, _storable(entry), now
+            tables, job.contract_id, name, token, state, store.storable(detail), trigger, store.storable(entry), now
         )
     except ConditionNotMetError:  # the lease lapsed and another delivery took the claim over
         return _not_claimed(tables, job.contract_id, name, correlation_id, job.clock)
     return _answer(name, state, {"result": payload.get("result"), "failureReason": payload.get("reason")}, False)
 
 
-def _storable(value: Any) -> Any:
-    """DynamoDB takes Decimal, not float."""
-    return json.loads(json.dumps(value), parse_float=Decimal)
-
-
-def _not_claimed(tables: Tables, contract_id: str, name: str, correlation_id: str, clock: Clock) -> dict[str, Any]:
+def _not_claimed(tables: Tables, contract_id: str, name: str, correlation_id: str, clock: Clock) -> FulfillmentAnswer:
     """The claim (or completion) was refused: the action or its contract changed since it was read. A
     waiting action of a contract that is no longer enrolled is cancelled here, never performed."""
     item = store.get_action(tables, contract_id, name) or {}
@@ -257,7 +252,7 @@ def _not_claimed(tables: Tables, contract_id: str, name: str, correlation_id: st
     return _answer(name, item.get("state"), item, duplicate=True)
 
 
-def handle_event(tables: Tables, event: Any, request_id: str, token: str, clock: Clock = utc_now) -> dict[str, Any]:
+def handle_event(tables: Tables, event: Any, request_id: str, token: str, clock: Clock = utc_now) -> FulfillmentAnswer:
     """The fulfillment Lambda's event: `fulfil` it, or reject it by name (`InvalidHookPayload`)."""
     try:
         request = parse(FulfillmentRequest, event)
@@ -275,7 +270,7 @@ def handle_event(tables: Tables, event: Any, request_id: str, token: str, clock:
 
 def reject(
     tables: Tables, error: str, errors: list[dict[str, str]], claimed: dict[str, str], clock: Clock = utc_now
-) -> dict[str, Any]:
+) -> FulfillmentAnswer:
     """Audit a rejected hook payload; answer with the same keys as a fulfilment, `status: rejected`."""
     reason = f"{error}: " + "; ".join(f"{e['field']}: {e['message']}" for e in errors)
     entry = store.rejection_entry(
@@ -296,7 +291,7 @@ def _claimed(event: Any) -> dict[str, str] | None:
     return {key: value[:100] for key, value in found.items() if isinstance(value, str) and value}
 
 
-def _answer(name: str | None, state: str | None, item: dict[str, Any], duplicate: bool) -> dict[str, Any]:
+def _answer(name: str | None, state: str | None, item: dict[str, Any], duplicate: bool) -> FulfillmentAnswer:
     # Always the same keys: the state machine's ResultSelector reads each of them.
     return {
         "name": name,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from commonlib.errors import ConditionNotMetError, TransientDependencyError, map_client_error
+from enrollment.steps import Hook, HookScheduled
 
 HOOK_RETRY_POLICY = {"MaximumRetryAttempts": 5, "MaximumEventAgeInSeconds": 86400}
 SCHEDULE_NAME_MAX = 64
@@ -78,7 +79,7 @@ def _error_code(error: Any) -> str:
     return error.response.get("Error", {}).get("Code", "")
 
 
-def _create(scheduler: Any, target: HookTarget, hook: dict[str, Any]) -> bool:
+def _create(scheduler: Any, target: HookTarget, hook: Hook) -> bool:
     """True when created; False when the name is taken (`ConflictException`)."""
     from botocore.exceptions import ClientError  # loaded by the scheduler client already
 
@@ -129,7 +130,7 @@ def _delete(scheduler: Any, target: HookTarget, name: str) -> None:
             raise map_client_error(error) from error
 
 
-def create_hook(scheduler: Any, target: HookTarget, hook: dict[str, Any]) -> dict[str, Any]:
+def create_hook(scheduler: Any, target: HookTarget, hook: Hook) -> HookScheduled:
     """A one-time `at()` schedule that invokes the fulfillment Lambda with the hook's input and deletes
     itself after it ran. The name is derived from contract and action, so creating it twice is a
     conflict: answered `{"created": False}` (never a second hook) when the schedule found under the

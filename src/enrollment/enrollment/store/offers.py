@@ -1,0 +1,310 @@
+"""The Offers table: one item per contract, the guard of its one run at a time and the record of its
+status. Every change is a conditional write owned by the Step Functions execution that accepted the
+offer; the commit and the revert are one transaction across the offer, the UCP, the actions and the
+audit trail."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from commonlib.clock import isoformat
+from commonlib.errors import aws_errors_as_domain_errors
+from enrollment.store.actions import cancel_action_update
+from enrollment.store.audit import audit_put
+from enrollment.store.tables import (
+    ACTION_CANCELLED,
+    ACTION_PENDING,
+    CANCELLED,
+    CANCELLING,
+    ENROLLED,
+    FAILED,
+    INELIGIBLE,
+    RECEIVED,
+    REJECTED,
+    VERIFIED,
+    Tables,
+    scan_where_in,
+    storable,
+)
+
+
+def get_offer(tables: Tables, contract_id: str) -> dict[str, Any] | None:
+    with aws_errors_as_domain_errors():
+        return tables.offers.get_item(Key={"OfferId": contract_id}, ConsistentRead=True).get("Item")
+
+
+def scan_offers(tables: Tables, statuses: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+    """Every offer in one of `statuses` (the reconciler's sweep)."""
+    yield from scan_where_in(tables.offers, "status", statuses)
+
+
+def mark_eventual_workflow(
+    tables: Tables, contract_id: str, execution_name: str, at: datetime, replacing: str | None = None
+) -> None:
+    """Record that `execution_name` schedules the offer's hooks. The first start requires no mark; a
+    re-drive replaces the mark of the run it supersedes (`replacing`). Both require the offer enrolled."""
+    condition = "#status = :enrolled AND " + (
+        "attribute_not_exists(eventualWorkflow)" if replacing is None else "eventualWorkflow.executionName = :old"
+    )
+    values = {":enrolled": ENROLLED, ":mark": {"executionName": execution_name, "startedAt": isoformat(at)}}
+    if replacing is not None:
+        values[":old"] = replacing
+    with aws_errors_as_domain_errors():
+        tables.offers.update_item(
+            Key={"OfferId": contract_id},
+            UpdateExpression="SET eventualWorkflow = :mark",
+            ConditionExpression=condition,
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues=values,
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+
+
+def unmark_eventual_workflow(
+    tables: Tables, contract_id: str, execution_name: str, replacing: str | None = None
+) -> None:
+    """Take back `mark_eventual_workflow` (the start it announced failed): the mark goes, or goes back
+    to the run it replaced."""
+    values: dict[str, Any] = {":name": execution_name}
+    if replacing is None:
+        update = "REMOVE eventualWorkflow"
+    else:
+        update, values[":old"] = "SET eventualWorkflow.executionName = :old", replacing
+    with aws_errors_as_domain_errors():
+        tables.offers.update_item(
+            Key={"OfferId": contract_id},
+            UpdateExpression=update,
+            ConditionExpression="eventualWorkflow.executionName = :name",
+            ExpressionAttributeValues=values,
+        )
+
+
+def start_cancel(tables: Tables, contract_id: str, at: datetime) -> None:
+    """enrolled -> cancelling: from here no action is claimed any more (claims require `enrolled`)."""
+    with aws_errors_as_domain_errors():
+        tables.offers.update_item(
+            Key={"OfferId": contract_id},
+            UpdateExpression="SET #status = :cancelling, cancelRequestedAt = :now",
+            ConditionExpression="#status = :enrolled",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":cancelling": CANCELLING, ":enrolled": ENROLLED, ":now": isoformat(at)},
+        )
+
+
+def finish_cancel(
+    tables: Tables, contract_id: str, outcome: dict[str, Any], entry: dict[str, Any], at: datetime
+) -> None:
+    """cancelling -> cancelled with the answer it gave, and its audit entry, in one transaction."""
+    with aws_errors_as_domain_errors():
+        tables.client.transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": tables.offers.name,
+                        "Key": {"OfferId": contract_id},
+                        "UpdateExpression": "SET #status = :cancelled, cancelledAt = :now, cancelOutcome = :outcome",
+                        "ConditionExpression": "#status = :cancelling",
+                        "ExpressionAttributeNames": {"#status": "status"},
+                        "ExpressionAttributeValues": {
+                            ":cancelled": CANCELLED,
+                            ":cancelling": CANCELLING,
+                            ":now": isoformat(at),
+                            ":outcome": outcome,
+                        },
+                    }
+                },
+                audit_put(tables, entry),
+            ]
+        )
+
+
+def take_offer(tables: Tables, item: dict[str, Any], now: datetime) -> None:
+    """Put the Offers item that takes the one-contract-at-a-time guard for its execution: when the contract
+    has no offer, or when its offer is the same owner's (an item without `ownerId`: only an offer without
+    one) and either ended without an enrollment or its run's lease lapsed. Raises `ConditionNotMetError`
+    otherwise, carrying the offer as it is (`item_from_condition_failure`)."""
+    owner_id = item.get("ownerId")
+    # Only the owner (an ownerless request: only for an ownerless offer) may take a finished offer again.
+    owned = "ownerId = :owner" if owner_id else "attribute_not_exists(ownerId)"
+    with aws_errors_as_domain_errors():
+        tables.offers.put_item(
+            Item=item,
+            ConditionExpression=(
+                f"attribute_not_exists(OfferId) OR ({owned} AND (#status IN (:failed, :ineligible, :rejected)"
+                " OR (#status IN (:received, :verified) AND leaseExpiresAt < :now)))"
+            ),
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={
+                **({":owner": owner_id} if owner_id else {}),
+                ":failed": FAILED,
+                ":ineligible": INELIGIBLE,
+                ":rejected": REJECTED,
+                ":received": RECEIVED,
+                ":verified": VERIFIED,
+                ":now": isoformat(now),
+            },
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+
+
+def set_offer_status(
+    tables: Tables,
+    contract_id: str,
+    execution_id: str,
+    status: str,
+    reason: str | None,
+    now: datetime,
+    from_statuses: tuple[str, ...],
+    stamp: str | None = None,
+    public_reason: str | None = None,
+) -> dict[str, Any]:
+    """Move the offer `execution_id` owns from one of `from_statuses` (or `status` itself, a replay) to
+    `status` (and set `stamp`, if given, to now); the item as it was before. Raises
+    `ConditionNotMetError` when the offer is not (or no longer) this execution's."""
+    names = {"#status": "status"}
+    values: dict[str, Any] = {":status": status, ":now": isoformat(now), ":execution": execution_id}
+    allowed = []
+    for index, source in enumerate((*from_statuses, status)):
+        values[f":from{index}"] = source
+        allowed.append(f":from{index}")
+    update = "SET #status = :status, updatedAt = :now"
+    if stamp:
+        update += f", {stamp} = :now"
+    if reason:
+        update += ", statusReason = :reason"
+        values[":reason"] = reason[:1000]
+    if public_reason:
+        update += ", publicReason = :public"
+        values[":public"] = public_reason[:1000]
+    with aws_errors_as_domain_errors():
+        return tables.offers.update_item(
+            Key={"OfferId": contract_id},
+            UpdateExpression=update,
+            ConditionExpression=f"executionId = :execution AND #status IN ({', '.join(allowed)})",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            ReturnValues="ALL_OLD",
+        ).get("Attributes", {})
+
+
+def commit_enrollment(
+    tables: Tables,
+    offer: dict[str, Any],
+    execution_id: str,
+    rules_version: str,
+    entry: dict[str, Any],
+    now: datetime,
+) -> None:
+    """One transaction: offer `enrolled` (verified by `execution_id`), the UCP's contract entry (status
+    enrolled, payments), one pending item per same-day action, and the run's audit `entry`. Raises
+    `ConditionNotMetError` when any of them is refused (a replay finds the offer enrolled already)."""
+    contract_id, correlation_id = offer["contractId"], offer["correlationId"]
+    ucp_entry = storable(
+        {
+            "status": ENROLLED,
+            "enrolledAt": isoformat(now),
+            "payments": offer["payments"],
+            "correlationId": correlation_id,
+        }
+    )
+    items: list[dict[str, Any]] = [
+        {
+            "Update": {
+                "TableName": tables.offers.name,
+                "Key": {"OfferId": contract_id},
+                "UpdateExpression": "SET #status = :enrolled, enrolledAt = :now, rulesVersion = :rules",
+                "ConditionExpression": "executionId = :execution AND #status = :verified",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {
+                    ":enrolled": ENROLLED,
+                    ":verified": VERIFIED,
+                    ":now": isoformat(now),
+                    ":rules": rules_version,
+                    ":execution": execution_id,
+                },
+            }
+        },
+        {
+            "Update": {
+                "TableName": tables.ucp.name,
+                "Key": {"accountId": offer["accountId"]},
+                "UpdateExpression": "SET contracts.#contract = :entry, lastEnrollmentAt = :now",
+                "ConditionExpression": "attribute_exists(accountId) AND attribute_not_exists(contracts.#contract)",
+                "ExpressionAttributeNames": {"#contract": contract_id},
+                "ExpressionAttributeValues": {":entry": ucp_entry, ":now": isoformat(now)},
+            }
+        },
+    ]
+    # Only the same-day actions get their item here: an eventual action's item is created when its hook
+    # is scheduled (the async workflow's MarkActionScheduled), so the transaction, which bills every
+    # item twice, does not also write an item per eventual action.
+    for action in offer["immediateActions"]:
+        items.append(
+            {
+                "Put": {
+                    "TableName": tables.actions.name,
+                    "Item": storable(
+                        {
+                            "contractId": contract_id,
+                            "actionName": action["name"],
+                            "offset": action["offset"],
+                            "dueAt": action["dueAt"],
+                            "data": action["data"],
+                            "enrollmentDate": offer["enrollmentDate"],
+                            "state": ACTION_PENDING,
+                            "correlationId": correlation_id,
+                        }
+                    ),
+                    # An item of an earlier enrollment of this contract (another due time) is replaced.
+                    "ConditionExpression": "attribute_not_exists(actionName) OR #state = :cancelled OR dueAt <> :due",
+                    "ExpressionAttributeNames": {"#state": "state"},
+                    "ExpressionAttributeValues": {":cancelled": ACTION_CANCELLED, ":due": action["dueAt"]},
+                }
+            }
+        )
+    items.append(audit_put(tables, entry))
+    with aws_errors_as_domain_errors():
+        tables.client.transact_write_items(TransactItems=items)
+
+
+def revert_enrollment(
+    tables: Tables, offer: dict[str, Any], execution_id: str, reason: str, entry: dict[str, Any], now: datetime
+) -> None:
+    """One transaction: the offer `failed` with the reason (which releases the guard), the UCP's contract
+    entry removed, the same-day actions (the only ones the commit wrote) cancelled, and the audit
+    `entry`. Raises `ConditionNotMetError` when the offer is not enrolled by `execution_id`."""
+    contract_id = offer["contractId"]
+    items: list[dict[str, Any]] = [
+        {
+            "Update": {
+                "TableName": tables.offers.name,
+                "Key": {"OfferId": contract_id},
+                "UpdateExpression": "SET #status = :failed, failedAt = :now, failureReason = :reason",
+                "ConditionExpression": "executionId = :execution AND #status = :enrolled",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {
+                    ":failed": FAILED,
+                    ":enrolled": ENROLLED,
+                    ":now": isoformat(now),
+                    ":reason": reason[:1000],
+                    ":execution": execution_id,
+                },
+            }
+        },
+        {
+            "Update": {
+                "TableName": tables.ucp.name,
+                "Key": {"accountId": offer["accountId"]},
+                "UpdateExpression": "REMOVE contracts.#contract",
+                "ExpressionAttributeNames": {"#contract": contract_id},
+            }
+        },
+    ]
+    for action in offer["immediateActions"]:
+        cancel = cancel_action_update(contract_id, action, offer["correlationId"], now)
+        items.append({"Update": {"TableName": tables.actions.name, **cancel}})
+    items.append(audit_put(tables, entry))
+    with aws_errors_as_domain_errors():
+        tables.client.transact_write_items(TransactItems=items)
