@@ -111,7 +111,7 @@ def acquire(
 
 # What the Offers item keeps of the offer. The split actions and the payment schedule are left out:
 # they are derived from these (and live in the actions table and the UCP once enrolled), and with them
-# the item was about 3 KB, so every write of it cost 3 write units instead of 1.
+# the item would be about 3 KB, so every write of it would cost 3 write units instead of 1.
 STORED_OFFER_FIELDS = ("contractId", "accountId", "contractInfo", "contractDraft", "correlationId", "enrollmentDate")
 
 
