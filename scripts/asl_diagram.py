@@ -21,6 +21,15 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 BLOCK = re.compile(r"(<!-- asl-diagram: (?P<path>[^ ]+) -->\n)(?P<body>.*?)(<!-- /asl-diagram -->)", re.S)
 OPERATORS = ("StringEquals", "BooleanEquals", "NumericEquals", "IsPresent", "IsString", "StringMatches")
+# A service integration's Resource, whatever partition it names: the ASL writes `arn:${Partition}:states:::…`
+# (a DefinitionSubstitution of AWS::Partition), a deployed definition `arn:aws:states:::…`.
+INTEGRATION = re.compile(r"^arn:(?:\$\{Partition\}|aws[a-z-]*):states:::(?P<integration>.+)$")
+
+
+def integration(resource: str) -> str | None:
+    """`lambda:invoke` for `arn:${Partition}:states:::lambda:invoke` (or any partition's); None for another ARN."""
+    match = INTEGRATION.match(resource)
+    return match["integration"] if match else None
 
 
 def _label(text: str) -> str:
@@ -29,10 +38,11 @@ def _label(text: str) -> str:
 
 def _resource(state: dict[str, Any]) -> str:
     resource = state.get("Resource", "")
-    if resource == "arn:aws:states:::lambda:invoke":
-        target = state.get("Parameters", {}).get("FunctionName", "")
+    if integration(resource) == "lambda:invoke":
+        arguments = state.get("Arguments") or state.get("Parameters") or {}  # JSONata or JSONPath
+        target = arguments.get("FunctionName", "")
         return "lambda: " + re.sub(r"^\$\{(\w+?)(FunctionArn)?\}$", r"\1", target)
-    return resource.removeprefix("arn:aws:states:::")
+    return integration(resource) or resource
 
 
 def _node(name: str, state: dict[str, Any], prefix: str) -> str:
