@@ -13,7 +13,7 @@ there is no function behind any task, so a task a test forgets to mock fails ins
   asserting the states entered (execution history) and the outcome; and, read from the ASL, one run per
   Retry entry whose task throws an error only that entry matches, whose history shows 1 + MaxAttempts
   attempts before the run moves on.
-* statemachine/enrollment.asl.json is JSONata: its Choices read their input (the answer of the task before
+* statemachine/enrollment.asl.json and payment.asl.json are JSONata: its Choices read their input (the answer of the task before
   them) or a DefinitionSubstitution, never a variable, because ministack's TestState takes no variables
   (it ignores TestState's `variables` parameter); its tasks read variables, which TestState never
   evaluates for a mocked task. Each Retry run throws on its task's first entry, so every task's Arguments
@@ -165,18 +165,12 @@ ANSWERS: dict[str, dict[str, Response]] = {
 }
 
 # The input of a single task. JSONPath: what the workflow knows once every step has answered (and one
-# has failed). JSONata (enrollment): the answer or the error of the state before it; the task reads the
-# rest from variables.
+# has failed). JSONata (enrollment, payment): the answer, error or request the state before it handed on;
+# the task reads the rest from variables.
 DOCUMENTS: dict[str, Any] = {
     "enrollment": ERROR_SO_FAR,
     "enrollment-async": {**EVENTUAL_INPUT, "outcomes": ["scheduled", "scheduled"], "check": {"anyFailed": False}},
-    "payment": {
-        "request": {"orderId": ORDER_ID},
-        "executionId": f"arn:aws:states:{REGION}:{ACCOUNT}:execution:mock-payment-workflow:{ORDER_ID}",
-        "create": {"outcome": "created", "order": {"orderId": ORDER_ID, "status": "created"}, "rejection": None},
-        "hold": {"order": {"orderId": ORDER_ID, "status": "held"}},
-        "error": ERROR_SO_FAR,
-    },
+    "payment": {"orderId": ORDER_ID},  # the request, which every catcher hands to HasOrderToMarkFailed
 }
 # What one item of a Map knows (its ItemSelector's output, plus what its failed step left).
 ITEM_DOCUMENTS: dict[tuple[str, str], dict[str, Any]] = {
@@ -236,18 +230,18 @@ CHOICE_INPUTS: dict[tuple[str, str], dict[str, list[tuple[str, Any] | tuple[str,
         "Choices[0]": [("a run in which some hook failed goes to HooksFailed", {"check": {"anyFailed": True}})],
         "Default": [("a run whose hooks all exist goes on to confirm itself", {"check": {"anyFailed": False}})],
     },
+    # payment (JSONata): WasOrderCreated reads CreateOrder's answer; a failure hands on the request.
     ("payment", "WasOrderCreated"): {
-        "Choices[0]": [("a created order goes on to hold the payment", {"create": {"outcome": "created"}})],
-        "Default": [("an order CreateOrder rejected goes to OrderRejected", {"create": {"outcome": "rejected"}})],
+        "Choices[0]": [("a created order goes on to hold the payment", {"outcome": "created"})],
+        "Default": [("an order CreateOrder rejected goes to OrderRejected", {"outcome": "rejected"})],
     },
     ("payment", "HasOrderToMarkFailed"): {
-        "Choices[0]": [
-            ("a failed request with a string orderId marks that order failed", {"request": {"orderId": ORDER_ID}})
-        ],
+        "Choices[0]": [("a failed request with a string orderId marks that order failed", {"orderId": ORDER_ID})],
         "Default": [
-            ("a failed request without an orderId has no order to mark", {"request": {}}),
-            ("a failed request whose orderId is not a string has no order to mark", {"request": {"orderId": 42}}),
-            ("a failed request that is not an object has no order to mark", {"request": "not an order"}),
+            ("a failed request without an orderId has no order to mark", {}),
+            ("a failed request whose orderId is not a string has no order to mark", {"orderId": 42}),
+            ("a failed request whose orderId is null has no order to mark", {"orderId": None}),
+            ("a failed request that is not an object has no order to mark", "not an order"),
         ],
     },
 }
