@@ -5,7 +5,9 @@
 
 A block `<!-- asl-diagram: statemachine/X.asl.json -->` ... `<!-- /asl-diagram -->` holds the
 diagram of that file. Tasks are boxes, Choices diamonds, Pass states rounded, Fail/Succeed circles;
-a dotted edge is a Catch; a Map is a subgraph of its item states.
+a dotted edge is a Catch; a Map is a subgraph of its item states. Both query languages are read: a
+JSONPath Choice rule (`Variable` + operator) or a JSONata one (`Condition`, shown without its `{% %}`),
+a Task's `Parameters` or `Arguments`, a Fail's `Error`/`ErrorPath` or JSONata `Error` expression.
 """
 
 from __future__ import annotations
@@ -21,6 +23,15 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCUMENT = ROOT / "docs" / "architecture.md"
 BLOCK = re.compile(r"(<!-- asl-diagram: (?P<path>[^ ]+) -->\n)(?P<body>.*?)(<!-- /asl-diagram -->)", re.S)
 OPERATORS = ("StringEquals", "BooleanEquals", "NumericEquals", "IsPresent", "IsString", "StringMatches")
+# A service integration's Resource, whatever partition it names: the ASL writes `arn:${Partition}:states:::…`
+# (a DefinitionSubstitution of AWS::Partition), a deployed definition `arn:aws:states:::…`.
+INTEGRATION = re.compile(r"^arn:(?:\$\{Partition\}|aws[a-z-]*):states:::(?P<integration>.+)$")
+
+
+def integration(resource: str) -> str | None:
+    """`lambda:invoke` for `arn:${Partition}:states:::lambda:invoke` (or any partition's); None for another ARN."""
+    match = INTEGRATION.match(resource)
+    return match["integration"] if match else None
 
 
 def _label(text: str) -> str:
@@ -29,10 +40,11 @@ def _label(text: str) -> str:
 
 def _resource(state: dict[str, Any]) -> str:
     resource = state.get("Resource", "")
-    if resource == "arn:aws:states:::lambda:invoke":
-        target = state.get("Parameters", {}).get("FunctionName", "")
+    if integration(resource) == "lambda:invoke":
+        arguments = state.get("Arguments") or state.get("Parameters") or {}  # JSONata or JSONPath
+        target = arguments.get("FunctionName", "")
         return "lambda: " + re.sub(r"^\$\{(\w+?)(FunctionArn)?\}$", r"\1", target)
-    return resource.removeprefix("arn:aws:states:::")
+    return integration(resource) or resource
 
 
 def _node(name: str, state: dict[str, Any], prefix: str) -> str:
@@ -43,12 +55,20 @@ def _node(name: str, state: dict[str, Any], prefix: str) -> str:
     if kind == "Choice":
         return f"    {node_id}{{{name}}}"
     if kind in ("Fail", "Succeed"):
-        error = state.get("Error") or state.get("ErrorPath") or kind
+        error = _expression(state.get("Error") or state.get("ErrorPath") or kind)
         return f'    {node_id}(("{name}<br/><small>{_label(error)}</small>"))'
     return f"    {node_id}([{name}])"
 
 
+def _expression(value: str) -> str:
+    """A JSONata field (`{% $states.input.outcome = 'accepted' %}`) as its expression; other text as it is."""
+    match = re.fullmatch(r"\{%\s*(.*?)\s*%\}", value, re.S)
+    return match.group(1) if match else value
+
+
 def _condition(rule: dict[str, Any]) -> str:
+    if "Condition" in rule:  # JSONata: one boolean expression
+        return _expression(rule["Condition"])
     if "And" in rule or "Or" in rule:
         joiner = " and " if "And" in rule else " or "
         return joiner.join(_condition(part) for part in rule.get("And") or rule.get("Or"))

@@ -65,6 +65,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "src/layers/common")]
 
 import api_client  # noqa: E402
+import asl_diagram  # noqa: E402
 import emulator  # noqa: E402
 import stack  # noqa: E402
 from sam_template import template  # noqa: E402
@@ -84,7 +85,7 @@ FLOOR_ROUNDS = 20
 PAYMENT_RUNS = 10
 ENROLLMENT_ASL = ROOT / "statemachine/enrollment.asl.json"
 ENROLLED_STATE = "Enrolled"  # the enrolled path's last state
-LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
+LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"  # the no-op machine this script creates on the emulator
 # issue 15, items 1-3: the stack as `make up` deploys it
 LOAD_CLIENTS, LOAD_SECONDS = 10, 60.0
 BURST, BURST_DEADLINE_SECONDS = 50, 120.0
@@ -272,7 +273,7 @@ def _successors(state: dict[str, Any]) -> list[str]:
 
 def _lambda_tasks_of(name: str, state: dict[str, Any]) -> list[str]:
     if state["Type"] == "Task":
-        return [name] if state["Resource"] == LAMBDA_INVOKE else []
+        return [name] if asl_diagram.integration(state["Resource"]) == "lambda:invoke" else []
     if state["Type"] == "Map":  # once: the benchmark's contracts have one same-day action
         return lambda_tasks_on_success_path(state.get("ItemProcessor") or state["Iterator"])
     if state["Type"] == "Parallel":

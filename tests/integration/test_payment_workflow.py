@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import STACK_NAME, LocalStack
+from tests.support.state_machines import walk
 from tests.support.waiting import finished_execution
 
 pytestmark = pytest.mark.integration
@@ -172,3 +173,19 @@ def test_an_invalid_transition_is_still_a_clear_error(local_stack: LocalStack) -
         "cannot accept payment for order never-held-1: the order is 'created', and only a 'hold' order can become 'paid'"
     )
     assert order(local_stack, "never-held-1") == before
+
+
+def test_the_deployed_definitions_name_the_emulators_partition(local_stack: LocalStack) -> None:
+    """The ASL writes `arn:${Partition}:states:::…`; CloudFormation's AWS::Partition (`aws` on the emulator, as
+    in the commercial Regions) fills it in through DefinitionSubstitutions, so the emulator, which dispatches
+    its service integrations on `arn:aws:states:::`, runs the same definitions as before. Every workflow test
+    of this suite runs through those integrations; this names the cause when one is left unresolved."""
+    stepfunctions = local_stack.client("stepfunctions")
+    machines = stepfunctions.list_state_machines()["stateMachines"]
+    assert len(machines) == 3, machines
+    for machine in machines:
+        definition = stepfunctions.describe_state_machine(stateMachineArn=machine["stateMachineArn"])["definition"]
+        assert "${" not in definition, f"{machine['name']}: a DefinitionSubstitution is left unresolved"
+        tasks = [state for _, state in walk(json.loads(definition)) if state["Type"] == "Task"]
+        assert tasks
+        assert all(task["Resource"].startswith("arn:aws:states:::") for task in tasks), machine["name"]

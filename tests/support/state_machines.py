@@ -8,9 +8,10 @@ Mocked service integrations use the AWS Step Functions Local mock-config format 
      "MockedResponses": {RESPONSE: {"0": {"Return": ...}, "1-999": {"Throw": {"Error": ..., "Cause": ...}}}}}
 
 and a run selects its case with `arn:…:stateMachine:NAME#CASE`. A mocked `Return` is the raw service
-result: the state's ResultSelector and ResultPath still apply. Mocks are written here as the value the
-ResultSelector should produce (`Returns`) and turned into the raw result by reading the selector
-backwards, so a mock keeps up when a state's integration changes shape.
+result: the state's ResultSelector and ResultPath (JSONata: Output and Assign) still apply. Mocks are
+written here as the value the ResultSelector should produce (`Returns`) and turned into the raw result by
+reading the selector backwards, so a mock keeps up when a state's integration changes shape; a JSONata
+Lambda task's mock is the function's answer (the Payload).
 """
 
 from __future__ import annotations
@@ -149,24 +150,35 @@ class Branch:
         return f"{self.asl}: {self.state} {where}" + (f" -> {self.target}" if self.target else "")
 
 
-def walk(states: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every state with its path, descending into Map item processors and Parallel branches."""
+def walk(definition: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every state with its path, descending into Map item processors and Parallel branches. Each state
+    names the QueryLanguage it runs in (its own, else the machine's): TestState runs a state alone, and
+    reads a state without one as JSONPath."""
+    yield from _walk(definition["States"], "", definition.get("QueryLanguage", "JSONPath"))
+
+
+def _walk(states: dict[str, Any], prefix: str, language: str) -> Iterator[tuple[str, dict[str, Any]]]:
     for name, state in states.items():
-        yield prefix + name, state
+        yield prefix + name, {"QueryLanguage": language, **state}
         processor = state.get("ItemProcessor") or state.get("Iterator")
         if processor:
-            yield from walk(processor["States"], f"{prefix}{name}/")
+            yield from _walk(processor["States"], f"{prefix}{name}/", state.get("QueryLanguage", language))
         for number, branch in enumerate(state.get("Branches", [])):
-            yield from walk(branch["States"], f"{prefix}{name}/{number}/")
+            yield from _walk(branch["States"], f"{prefix}{name}/{number}/", state.get("QueryLanguage", language))
 
 
 def state_at(definition: dict[str, Any], path: str) -> dict[str, Any]:
-    return dict(walk(definition["States"]))[path]
+    return dict(walk(definition))[path]
+
+
+def is_jsonata(state: dict[str, Any]) -> bool:
+    """For a state from `walk`, which carries its QueryLanguage."""
+    return state["QueryLanguage"] == "JSONata"
 
 
 def branches(asl: str, definition: dict[str, Any]) -> list[Branch]:
     found = []
-    for path, state in walk(definition["States"]):
+    for path, state in walk(definition):
         for index, rule in enumerate(state.get("Choices", [])):
             found.append(Branch(asl, path, "Choices", index, rule["Next"]))
         if state.get("Type") == "Choice" and "Default" in state:
@@ -247,7 +259,8 @@ def _parts(path: str) -> list[str]:
 # ------------------------------------------------------------------------------------------ mocks
 @dataclass(frozen=True)
 class Returns:
-    """The task answers; `value` is what its ResultSelector yields (or the raw result if it has none)."""
+    """The task answers; `value` is what its ResultSelector yields (or the raw result if it has none); in a
+    JSONata state, what a Lambda returned (the invocation's Payload), or any other service's raw result."""
 
     value: Any
 
@@ -264,7 +277,10 @@ Response = Returns | Throws
 
 
 def raw_result(state: dict[str, Any], value: Any) -> Any:
-    """The raw service result that the state's ResultSelector turns into `value`."""
+    """The raw service result that the state's ResultSelector turns into `value` (JSONPath); for a JSONata
+    `lambda:invoke` task, the invocation result whose Payload is `value`."""
+    if is_jsonata(state):
+        return {"StatusCode": 200, "Payload": value} if "lambda:invoke" in state.get("Resource", "") else value
     selector = state.get("ResultSelector")
     if not selector:
         return value
@@ -305,7 +321,7 @@ class MockConfig:
     def add_case(
         self, machine: Machine, case: str, definition: dict[str, Any], mocks: dict[str, Response | list[Response]]
     ) -> None:
-        states = {path.rsplit("/", 1)[-1]: state for path, state in walk(definition["States"])}
+        states = {path.rsplit("/", 1)[-1]: state for path, state in walk(definition)}
         cases = self.document["StateMachines"].setdefault(machine.name, {"TestCases": {}})["TestCases"]
         assert case not in cases, f"{machine.name}: test case {case} defined twice"
         cases[case] = {}

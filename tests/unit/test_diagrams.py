@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import asl_diagram
 
 from tests.support.template import ROOT
@@ -17,7 +20,6 @@ def test_architecture_page_diagrams_match_the_asl() -> None:
 
 
 def test_every_state_appears_in_its_diagram() -> None:
-    import json
 
     for path in sorted((ROOT / "statemachine").glob("*.asl.json")):
         diagram = asl_diagram.render(path)
@@ -28,3 +30,34 @@ def test_every_state_appears_in_its_diagram() -> None:
                 names += list(state["ItemProcessor"]["States"])
         for name in names:
             assert name in diagram, (path.name, name)
+
+
+def test_a_jsonata_definition_is_drawn_from_its_conditions_arguments_and_error_expressions(tmp_path: Path) -> None:
+    definition = {
+        "QueryLanguage": "JSONata",
+        "StartAt": "Ask",
+        "States": {
+            "Ask": {
+                "Type": "Task",
+                "Resource": "arn:${Partition}:states:::lambda:invoke",
+                "Arguments": {"FunctionName": "${AskFunctionArn}", "Payload": {"offer": "{% $offer %}"}},
+                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Rejected"}],
+                "Next": "Accepted?",
+            },
+            "Accepted?": {
+                "Type": "Choice",
+                "Choices": [{"Condition": "{% $states.input.outcome = 'accepted' %}", "Next": "Store"}],
+                "Default": "Rejected",
+            },
+            "Store": {"Type": "Task", "Resource": "arn:aws-us-gov:states:::dynamodb:putItem", "End": True},
+            "Rejected": {"Type": "Fail", "Error": "{% $states.input.rejection.error %}"},
+        },
+    }
+    path = tmp_path / "x.asl.json"
+    path.write_text(json.dumps(definition))
+    diagram = asl_diagram.render(path)
+    assert "lambda: Ask</small>" in diagram
+    assert "Accepted? -- \"$states.input.outcome = 'accepted'\" --> Store" in diagram
+    assert "<small>dynamodb:putItem</small>" in diagram
+    assert "<small>$states.input.rejection.error</small>" in diagram
+    assert "{%" not in diagram

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from asl_diagram import integration
 
 from tests.support.iam import (
     LOG_DELIVERY_ACTIONS,
@@ -28,17 +29,18 @@ from tests.support.iam import (
 )
 from tests.support.template import ROOT, template
 
-# Optimized integrations: the IAM action each needs, and the parameter naming its resource.
+# Optimized integrations (`arn:${Partition}:states:::<integration>`): the IAM action each needs, and the
+# parameter naming its resource.
 OPTIMIZED = {
-    "arn:aws:states:::lambda:invoke": ("lambda:InvokeFunction", "FunctionName"),
-    "arn:aws:states:::dynamodb:getItem": ("dynamodb:GetItem", "TableName"),
-    "arn:aws:states:::dynamodb:putItem": ("dynamodb:PutItem", "TableName"),
-    "arn:aws:states:::dynamodb:updateItem": ("dynamodb:UpdateItem", "TableName"),
-    "arn:aws:states:::dynamodb:deleteItem": ("dynamodb:DeleteItem", "TableName"),
-    "arn:aws:states:::states:startExecution": ("states:StartExecution", "StateMachineArn"),
-    "arn:aws:states:::sqs:sendMessage": ("sqs:SendMessage", "QueueUrl"),
+    "lambda:invoke": ("lambda:InvokeFunction", "FunctionName"),
+    "dynamodb:getItem": ("dynamodb:GetItem", "TableName"),
+    "dynamodb:putItem": ("dynamodb:PutItem", "TableName"),
+    "dynamodb:updateItem": ("dynamodb:UpdateItem", "TableName"),
+    "dynamodb:deleteItem": ("dynamodb:DeleteItem", "TableName"),
+    "states:startExecution": ("states:StartExecution", "StateMachineArn"),
+    "sqs:sendMessage": ("sqs:SendMessage", "QueueUrl"),
 }
-# AWS SDK integrations (`arn:aws:states:::aws-sdk:<service>:<action>`): IAM prefix and resource parameter.
+# AWS SDK integrations (`arn:${Partition}:states:::aws-sdk:<service>:<action>`): IAM prefix and resource parameter.
 SDK_SERVICES = {
     "dynamodb": ("dynamodb", "TableName"),
     "kinesis": ("kinesis", "StreamName"),
@@ -84,10 +86,11 @@ def required_grants(properties: dict[str, Any]) -> set[tuple[str, str]]:
     for name, state in task_states(definition["States"]):
         resource = state["Resource"]
         parameters = state.get("Parameters", state.get("Arguments", {}))
-        if resource in OPTIMIZED:
-            action, parameter = OPTIMIZED[resource]
-        elif resource.startswith("arn:aws:states:::aws-sdk:"):
-            service, operation = resource.removeprefix("arn:aws:states:::aws-sdk:").split(":")
+        service_integration = integration(resource) or ""
+        if service_integration in OPTIMIZED:
+            action, parameter = OPTIMIZED[service_integration]
+        elif service_integration.startswith("aws-sdk:"):
+            service, operation = service_integration.removeprefix("aws-sdk:").split(":")
             assert service in SDK_SERVICES, f"{name}: {resource} is not known to this test"
             assert "." not in operation, f"{name}: {resource} (a .sync or callback pattern) is not known to this test"
             prefix, parameter = SDK_SERVICES[service]

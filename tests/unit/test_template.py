@@ -7,6 +7,8 @@ import re
 import tomllib
 from pathlib import Path
 
+from asl_diagram import integration
+
 from tests.support.iam import (
     LOG_DELIVERY_ACTIONS,
     XRAY_ACTIONS,
@@ -353,13 +355,26 @@ def test_every_task_has_timeout_and_transient_retries() -> None:
                 continue
             assert "TimeoutSeconds" in state, f"{path.name}:{name} has no timeout"
             retried = {error for retrier in state.get("Retry", []) for error in retrier["ErrorEquals"]}
-            if state["Resource"] == "arn:aws:states:::lambda:invoke":
+            if integration(state["Resource"]) == "lambda:invoke":
                 assert retried >= TRANSIENT_LAMBDA_ERRORS, f"{path.name}:{name} misses transient retries"
                 throttle = next(r for r in state["Retry"] if "Lambda.TooManyRequestsException" in r["ErrorEquals"])
                 assert throttle["MaxAttempts"] >= THROTTLE_RETRY_MIN_ATTEMPTS, f"{path.name}:{name} gives up early"
                 assert throttle.get("JitterStrategy") == "FULL", f"{path.name}:{name} retries in lockstep"
             else:
                 assert retried, f"{path.name}:{name} retries nothing"
+
+
+def test_the_asl_names_no_partition_of_its_own() -> None:
+    """Every ARN in the ASL carries the stack's partition (`${Partition}`, AWS::Partition through the
+    DefinitionSubstitutions) or comes whole from a substitution: the same file deploys to aws-cn and aws-us-gov."""
+    for path in sorted((ROOT / "statemachine").glob("*.asl.json")):
+        text = path.read_text()
+        assert not re.findall(r"arn:aws[a-z-]*:", text), f"{path.name} names a partition"
+        for arn in re.findall(r'"(arn:[^"]*)"', text):
+            assert arn.startswith("arn:${Partition}:"), f"{path.name}: {arn}"
+    for body in template()["Resources"].values():
+        if body["Type"] == "AWS::Serverless::StateMachine":
+            assert body["Properties"]["DefinitionSubstitutions"]["Partition"] == {"Ref": "AWS::Partition"}
 
 
 def test_definition_substitutions_cover_every_placeholder() -> None:

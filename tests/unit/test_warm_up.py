@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import stack
+from asl_diagram import integration
 from botocore.client import BaseClient
 
 from commonlib import warm_up
@@ -208,10 +209,8 @@ def test_every_step_functions_task_sends_a_payload_of_its_own_keys(asl: str) -> 
     state machine cannot hand a function the warm-up event, whatever input an execution was given."""
     definition = json.loads((ROOT / "statemachine" / asl).read_text())
     for name, state in _lambda_tasks(definition["States"]):
-        assert state["Resource"] == "arn:aws:states:::lambda:invoke", (
-            f"{asl} {name}: the state input would be the event"
-        )
-        payload = state["Parameters"]["Payload"]
+        assert integration(state["Resource"]) == "lambda:invoke", f"{asl} {name}: the state input would be the event"
+        payload = (state.get("Arguments") or state["Parameters"])["Payload"]  # JSONata or JSONPath
         assert isinstance(payload, dict), f"{asl} {name}: Payload.$ would pass a path of the input through"
         keys = {key.removesuffix(".$") for key in payload}
         assert WARM_UP_KEY not in keys

@@ -292,7 +292,7 @@ def _claimed(event: Any) -> dict[str, str] | None:
 
 
 def _answer(name: str | None, state: str | None, item: dict[str, Any], duplicate: bool) -> FulfillmentAnswer:
-    # Always the same keys: the state machine's ResultSelector reads each of them.
+    # Always the same keys: the state machine's FulfillAction Output reads each of them.
     return {
         "name": name,
         "status": state,
