@@ -288,6 +288,18 @@ def substitute(definition: str, substitutions: dict[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda match: substitutions.get(match[1], match[0]), definition)
 
 
+def pseudo_parameters(stack_id: str) -> dict[str, str]:
+    """The pseudo parameters a DefinitionSubstitutions value may `Ref`, read from the stack's ARN
+    (arn:<partition>:cloudformation:<region>:<account>:stack/<name>/<id>)."""
+    _, partition, _, region, account, resource = stack_id.split(":", 5)
+    return {
+        "AWS::Partition": partition,
+        "AWS::Region": region,
+        "AWS::AccountId": account,
+        "AWS::StackName": resource.split("/")[1],
+    }
+
+
 def resolve(value: Any, physical_ids: dict[str, str], parameters: dict[str, str], arn_of: Callable[[str], str]) -> str:
     """A DefinitionSubstitutions value of the processed template: a string, `Ref` of a parameter or a
     resource, or `Fn::GetAtt [Resource, Arn]`. Anything else raises UnresolvableError."""
@@ -440,6 +452,7 @@ def repair_drift(port: int, stack_name: str) -> list[Drift]:
     cloudformation = local_client("cloudformation", port)
     stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
     parameters = {item["ParameterKey"]: item.get("ParameterValue", "") for item in stack.get("Parameters", [])}
+    parameters |= pseudo_parameters(stack["StackId"])
     drifts, checked, unchecked = find_drift(
         processed_template(cloudformation, stack_name),
         stack_resources(cloudformation, stack_name),

@@ -264,3 +264,15 @@ def test_substitutions_resolve_like_cloudformation() -> None:
         with pytest.raises(stack.UnresolvableError):
             stack.resolve(value, physical, {}, arn_of)
     assert stack.substitute('{"a": "${A}", "b": "${Unknown}"}', {"A": "1"}) == '{"a": "1", "b": "${Unknown}"}'
+
+
+def test_pseudo_parameters_a_substitution_refs_come_from_the_stack_arn() -> None:
+    pseudo = stack.pseudo_parameters("arn:aws-us-gov:cloudformation:us-gov-west-1:123456789012:stack/seeds/abc-1")
+
+    assert pseudo == {
+        "AWS::Partition": "aws-us-gov",
+        "AWS::Region": "us-gov-west-1",
+        "AWS::AccountId": "123456789012",
+        "AWS::StackName": "seeds",
+    }
+    assert stack.resolve({"Ref": "AWS::Partition"}, {}, pseudo, lambda logical_id: "") == "aws-us-gov"
