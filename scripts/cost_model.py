@@ -230,6 +230,7 @@ class Design:
     http_api: bool = False  # an HTTP API instead of the REST API
     api_starts_execution: bool = False  # API Gateway starts the EXPRESS run: no EnrollmentApiFunction
     scheduler_sdk: bool = False  # the async workflow creates hooks itself: no ScheduleHookFunction
+    kinesis_sdk: bool = False  # the immediate workflow puts the stream record itself: no PublishEnrollmentFunction
     eventual_audit: bool = True  # audit entries for the eventual workflow, its hooks and its actions
     scheduled_records: bool = True  # each eventual action recorded `scheduled` before its hook exists
 
@@ -253,8 +254,13 @@ LEVERS: list[tuple[str, Design, str]] = [
         Design(scheduler_sdk=True),
         "no: no `aws-sdk:scheduler`",
     ),
+    (
+        "The stream record put by the Kinesis SDK integration, no PublishEnrollment function",
+        Design(kinesis_sdk=True),
+        "yes, but no fault can be injected after its write there",
+    ),
 ]
-ALL_LEVERS = Design(memory_mb=128, http_api=True, api_starts_execution=True, scheduler_sdk=True)
+ALL_LEVERS = Design(memory_mb=128, http_api=True, api_starts_execution=True, scheduler_sdk=True, kinesis_sdk=True)
 # Requirements, dropped on top of every lever.
 REQUIREMENT_DROPS: list[tuple[str, Design]] = [
     (
@@ -287,6 +293,8 @@ def enrollment_model(durations: dict[str, float], design: Design = CURRENT) -> M
         del invocations["EnrollmentApiFunction"]
     if design.scheduler_sdk:
         del invocations["ScheduleHookFunction"]
+    if design.kinesis_sdk:
+        del invocations["PublishEnrollmentFunction"]
     for logical_id, count in invocations.items():
         memory_gb, architecture = functions[logical_id]
         if design.memory_mb is not None:
