@@ -83,6 +83,16 @@ def offer_item(local_stack: LocalStack, contract_id: str) -> dict[str, Any] | No
     return _plain(answer.get("Item"))
 
 
+def settled(local_stack: LocalStack, contract_id: str, status: str) -> None:
+    """Wait (bounded) for the run of `contract_id` to leave its offer in `status`. A 500 answers at the
+    API's 28 s deadline at the latest; on a loaded machine a run that reverts after three failed attempts
+    of a step can still be reverting then (it goes on, and a retry meanwhile gets 409 ContractInProgress),
+    so what the failure leaves is read once the run has ended, never before."""
+    wait_until(
+        lambda: (offer_item(local_stack, contract_id) or {}).get("status") == status, 60, f"{contract_id} {status}"
+    )
+
+
 def ucp_contracts(local_stack: LocalStack, account_id: str = "A-100") -> dict[str, Any]:
     answer = local_stack.client("dynamodb").get_item(
         TableName=local_stack.outputs["UcpTableName"], Key={"accountId": {"S": account_id}}, ConsistentRead=True
@@ -160,6 +170,8 @@ def test_persistent_fault_in_an_immediate_step_fails_consistently_and_a_retry_en
     assert failed.body["error"] == "EnrollmentFailed"
     assert "Traceback" not in json.dumps(failed.body)
     assert fault.injected(function_name) == PERSISTENT
+    if function_name != "AcceptOffer":
+        settled(local_stack, contract_id, "failed")
     stored = offer_item(local_stack, contract_id)
     if function_name == "AcceptOffer":
         assert stored is None, "nothing is written when the guard step itself never ran"
@@ -193,7 +205,7 @@ def test_faults_in_the_outcome_recorder_on_the_ineligible_path(
     fault.arm("RecordEnrollmentOutcome", PERSISTENT)
     failed = post(enrollment_api.url, offer("FI-P-RecordOutcome", "A-200"), enrollment_api.api_key)
     assert failed.status == 500, failed
-    assert offer_item(local_stack, "FI-P-RecordOutcome")["status"] == "failed"
+    settled(local_stack, "FI-P-RecordOutcome", "failed")
     assert "FI-P-RecordOutcome" not in ucp_contracts(local_stack, "A-200")
 
     retried = post(enrollment_api.url, offer("FI-P-RecordOutcome", "A-200"), enrollment_api.api_key)
@@ -212,7 +224,7 @@ def test_transient_fault_in_the_compensation_still_reverts(
 
     assert failed.status == 500, failed
     assert fault.injected("RevertEnrollment") == TRANSIENT
-    assert offer_item(local_stack, contract_id)["status"] == "failed"
+    settled(local_stack, contract_id, "failed")
     assert contract_id not in ucp_contracts(local_stack)
     assert {a["state"] for a in actions(local_stack, contract_id).values()} == {"cancelled"}
     assert published(local_stack, contract_id) == 0
@@ -578,7 +590,7 @@ def test_a_publication_whose_answer_was_lost_is_reverted_and_none_of_its_hooks_p
 
     assert failed.status == 500, failed
     assert fault.injected("PublishEnrollment", at=faults.AFTER) == PERSISTENT
-    assert offer_item(local_stack, contract_id)["status"] == "failed"
+    settled(local_stack, contract_id, "failed")
     # Its action1 was due 15 s after the first enrollment, well after the revert: the hook is removed.
     reconciled_until(
         local_stack,
