@@ -1,6 +1,6 @@
 """What crosses the state machines' boundary: the events their Lambda tasks receive and the results they
 return, as TypedDicts. A handler checks its event once, at its edge (`validated`); the domain then works
-on typed values and returns typed results, which the state machine's `ResultSelector`s read by name.
+on typed values and returns typed results, which the state machines read by name (`Assign`, `Output`).
 
 The check reads the TypedDicts' own annotations (no pydantic: the step functions do not load a model
 library at cold start). Keys a TypedDict does not name are let through, since Step Functions may add
@@ -180,7 +180,7 @@ class HookScheduled(TypedDict):
 
 
 class FulfillmentAnswer(TypedDict):
-    """The fulfillment Lambda's answer: always these keys (the immediate workflow's ResultSelector reads
+    """The fulfillment Lambda's answer: always these keys (the immediate workflow's FulfillAction Output reads
     them); `error` only on a rejection."""
 
     name: str | None
