@@ -9,7 +9,7 @@ model, `enrollment.model.EnrollmentRequest.model_json_schema()`. It is OpenAPI 3
 the JSON Schema dialect pydantic writes. The template's `!If UseIamAuth` security becomes both
 alternatives (an operation takes one of them, depending on the stack's `ApiAuthType`), and the
 Lambda integrations are left out (they are ARNs of one deployment). Responses are written here, from
-the API's contract in README.md; a route of the template without them fails the export.
+the API's contract in docs/api.md; a route of the template without them fails the export.
 """
 
 from __future__ import annotations
