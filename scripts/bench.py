@@ -1,16 +1,16 @@
 """The benchmark behind `make bench`: a fresh emulator, the stack deployed, and in one run.
 
 First the stack exactly as `make up` deploys it (samconfig `local`: its API throttling, recorded from the
-deployed stack in the results), for the figures of issue 15:
+deployed stack in the results):
 
-- the first enrollment's latency right after the deploy (item 3);
+- the first enrollment's latency right after the deploy;
 - `--load-clients` (10) closed-loop clients enrolling distinct contracts for `--load-seconds` (60): the
-  count of 429s and of 5xx, p50/p95 latency (item 1); a client backs off after a 429 the way
+  count of 429s and of 5xx, p50/p95 latency; a client backs off after a 429 the way
   `scripts/api_client.py` does and sends the same contract again;
 - a burst of `--burst` (50) concurrent enrollments, each retrying 429s like `scripts/api_client.py`:
-  whether all succeed within `--burst-deadline-seconds` (120) with no 5xx, and the time to all done (item 2);
+  whether all succeed within `--burst-deadline-seconds` (120) with no 5xx, and the time to all done;
 - peak resident memory of the emulator plus every process below it (RSS summed over the process tree,
-  sampled every 0.5 s by a thread) and the worker count, during those two loads (item 3).
+  sampled every 0.5 s by a thread) and the worker count, during those two loads.
 
 Then the stack redeployed with the template's (AWS) throttling, so that the emulator, not the stage, is
 what is measured:
@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import io
 import json
 import os
 import random
@@ -54,7 +53,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import zipfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -86,7 +84,7 @@ PAYMENT_RUNS = 10
 ENROLLMENT_ASL = ROOT / "statemachine/enrollment.asl.json"
 ENROLLED_STATE = "Enrolled"  # the enrolled path's last state
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"  # the no-op machine this script creates on the emulator
-# issue 15, items 1-3: the stack as `make up` deploys it
+# the stack as `make up` deploys it
 LOAD_CLIENTS, LOAD_SECONDS = 10, 60.0
 BURST, BURST_DEADLINE_SECONDS = 50, 120.0
 BENCH_ACCOUNTS = 50  # one UCP account per client / burst request, so that they do not all update one item
@@ -314,10 +312,7 @@ NOOP_HANDLER = 'def handler(event, context):\n    print("no-op")\n    return eve
 
 
 def noop_zip() -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("noop.py", NOOP_HANDLER)
-    return buffer.getvalue()
+    return stack.code_zip({"noop.py": NOOP_HANDLER})
 
 
 def create_role(port: int, name: str, service: str) -> str:
@@ -407,7 +402,7 @@ def measure_shape_floor(port: int, outputs: dict[str, str], runs: int) -> dict[s
     }
 
 
-# ---------------------------------------------------------------- issue 15, items 1-3
+# ---------------------------------------------------------------- the stack as `make up` deploys it
 
 
 def add_bench_accounts(port: int, outputs: dict[str, str], count: int) -> list[str]:
@@ -788,24 +783,24 @@ def statuses(counts: dict[str, int]) -> str:
     return ", ".join(f"{code}: {count}" for code, count in counts.items())
 
 
-def issue15_lines(result: dict[str, Any]) -> list[str]:
-    issue = result["issue15"]
-    throttling = issue["throttling"]
-    first, sustained, burst_run = issue["firstEnrollment"], issue["sustained"], issue["burst"]
-    memory = issue["memoryDuringLoads"]
+def as_deployed_lines(result: dict[str, Any]) -> list[str]:
+    as_deployed = result["asDeployed"]
+    throttling = as_deployed["throttling"]
+    first, sustained, burst_run = as_deployed["firstEnrollment"], as_deployed["sustained"], as_deployed["burst"]
+    memory = as_deployed["memoryDuringLoads"]
     answer, client_view = sustained["answer201"], sustained["enrollmentIncludingRetries"]
     return [
-        f"## Issue 15, items 1-3: the stack as `make up` deploys it (API {throttling['ApiThrottleRateLimit']} request/s, burst {throttling['ApiThrottleBurstLimit']})",
+        f"## The stack as `make up` deploys it (API {throttling['ApiThrottleRateLimit']} request/s, burst {throttling['ApiThrottleBurstLimit']})",
         "",
-        f"- **First enrollment right after the deploy** (item 3): HTTP {first['status']} in **{first['latencyMs']} ms** (build and deploy took {issue['deploySeconds']} s).",
-        f"- **{sustained['clients']} clients enrolling distinct contracts for {sustained['windowS']:g} s** (item 1; closed loop, a 429 is backed off and sent again): "
+        f"- **First enrollment right after the deploy**: HTTP {first['status']} in **{first['latencyMs']} ms** (build and deploy took {as_deployed['deploySeconds']} s).",
+        f"- **{sustained['clients']} clients enrolling distinct contracts for {sustained['windowS']:g} s** (closed loop, a 429 is backed off and sent again): "
         f"{sustained['requests']} answers: **{sustained['answers429']} were 429, {sustained['answers5xx']} were 5xx**, {sustained['clientTimeouts']} client timeouts, "
         f"{sustained['enrolled']} enrolled ({sustained['enrolledPerS']}/s). Latency of a 201 answer: **p50 {answer['p50Ms']} ms, p95 {answer['p95Ms']} ms**; "
         f"of an enrollment from its first request, back-offs included: p50 {client_view['p50Ms']} ms, p95 {client_view['p95Ms']} ms.",
-        f"- **Burst of {burst_run['requests']} concurrent enrollments** (item 2; each retries 429s like `scripts/api_client.py`): "
+        f"- **Burst of {burst_run['requests']} concurrent enrollments** (each retries 429s like `scripts/api_client.py`): "
         f"{'**all succeeded**' if burst_run['allSucceededWithinDeadline'] else '**not all succeeded**'} within {burst_run['deadlineS']:g} s, "
         f"**{burst_run['answers5xx']} answers 5xx**, answers by status {statuses(burst_run['statuses'])}, {burst_run['retried429']} 429s retried; **all done after {burst_run['timeToAllDoneS']} s**.",
-        f"- **Memory during those two loads** (item 3; RSS summed over the emulator's process tree every {memory['intervalS']} s): "
+        f"- **Memory during those two loads** (RSS summed over the emulator's process tree every {memory['intervalS']} s): "
         f"peak **{memory['peakTotalMb']} MB** with {memory['workersAtPeak']} worker processes (at most {memory['peakWorkers']}); the emulator's own process at most {memory['peakEmulatorMb']} MB.",
         "",
     ]
@@ -820,7 +815,7 @@ def floor_lines(result: dict[str, Any]) -> list[str]:
         else "- Through the API at concurrency 1: not measured in this run."
     )
     return [
-        "## The floor of the immediate path's shape (item 7), measured inside the emulator",
+        "## The floor of the immediate path's shape, measured inside the emulator",
         "",
         f"- The enrolled path of `statemachine/enrollment.asl.json` has {len(shape['lambdaTasks'])} `lambda:invoke` tasks ({', '.join(shape['lambdaTasks'])}).",
         f"- Floor: an EXPRESS state machine of {len(shape['lambdaTasks'])} sequential `lambda:invoke` tasks of a no-op function ({shape['noOpFunction']}), deployed with boto3, "
@@ -842,7 +837,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "Emulator settings: " + ", ".join(f"{name}={value}" for name, value in result["emulator"].items()) + ".",
         "",
-        *issue15_lines(result),
+        *as_deployed_lines(result),
         *floor_lines(result),
         f"## The rest, on the stack redeployed with the template's (AWS) API throttling ({result['throttling']['ApiThrottleRateLimit']} requests/s, burst {result['throttling']['ApiThrottleBurstLimit']})",
         "",
@@ -896,16 +891,14 @@ def api_loads(text: str) -> tuple[tuple[int, int], ...]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--load-seconds", type=float, default=LOAD_SECONDS, help="issue 15 item 1: the window of the clients' load"
-    )
-    parser.add_argument("--load-clients", type=int, default=LOAD_CLIENTS, help="issue 15 item 1: concurrent clients")
-    parser.add_argument("--burst", type=int, default=BURST, help="issue 15 item 2: enrollments sent at once")
+    parser.add_argument("--load-seconds", type=float, default=LOAD_SECONDS, help="the window of the clients' load")
+    parser.add_argument("--load-clients", type=int, default=LOAD_CLIENTS, help="concurrent clients")
+    parser.add_argument("--burst", type=int, default=BURST, help="enrollments sent at once")
     parser.add_argument(
         "--burst-deadline-seconds",
         type=float,
         default=BURST_DEADLINE_SECONDS,
-        help="issue 15 item 2: all must succeed within it",
+        help="all must succeed within it",
     )
     parser.add_argument(
         "--floor-runs", type=int, default=FLOOR_ROUNDS, help="timed runs of each floor and of the immediate workflow"
@@ -977,30 +970,30 @@ def scan_items(dynamodb: Any, table_name: str) -> list[dict[str, Any]]:
     return [item for page in pages for item in page["Items"]]
 
 
-def measure_issue15(port: int, pid: int, options: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
-    """Items 1-3 of issue 15, on the stack as `make up` deploys it. Returns them and the stack outputs."""
+def measure_as_deployed(port: int, pid: int, options: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
+    """The load figures, on the stack as `make up` deploys it. Returns them and the stack outputs."""
     progress("building and deploying the stack as `make up` does (samconfig local)")
     deploy_started = time.monotonic()
     outputs = stack.up(port, STACK)
-    issue: dict[str, Any] = {"deploySeconds": round(time.monotonic() - deploy_started, 1)}
+    as_deployed: dict[str, Any] = {"deploySeconds": round(time.monotonic() - deploy_started, 1)}
     url, key = api_endpoint(port, outputs)
-    issue["firstEnrollment"] = first_enrollment(url, key)
-    issue["throttling"] = deployed_throttling(port)
+    as_deployed["firstEnrollment"] = first_enrollment(url, key)
+    as_deployed["throttling"] = deployed_throttling(port)
     progress(
-        f"first enrollment right after the deploy: {issue['firstEnrollment']}; API throttling {issue['throttling']}"
+        f"first enrollment right after the deploy: {as_deployed['firstEnrollment']}; API throttling {as_deployed['throttling']}"
     )
     accounts = add_bench_accounts(port, outputs, max(BENCH_ACCOUNTS, options.load_clients, options.burst))
     progress(f"{options.load_clients} clients enrolling distinct contracts for {options.load_seconds:g} s")
     with MemorySampler(pid) as during_load:
         load = SustainedLoad(url, key, accounts[: options.load_clients], options.load_seconds)
-        issue["sustained"] = load.run()
-        progress(f"sustained load: {issue['sustained']}")
+        as_deployed["sustained"] = load.run()
+        progress(f"sustained load: {as_deployed['sustained']}")
         progress(f"a burst of {options.burst} concurrent enrollments (deadline {options.burst_deadline_seconds:g} s)")
-        issue["burst"] = burst(url, key, accounts[: options.burst], options.burst_deadline_seconds)
-        progress(f"burst: {issue['burst']}")
-    issue["memoryDuringLoads"] = during_load.summary()
-    progress(f"memory during the loads: {issue['memoryDuringLoads']}")
-    return issue, outputs
+        as_deployed["burst"] = burst(url, key, accounts[: options.burst], options.burst_deadline_seconds)
+        progress(f"burst: {as_deployed['burst']}")
+    as_deployed["memoryDuringLoads"] = during_load.summary()
+    progress(f"memory during the loads: {as_deployed['memoryDuringLoads']}")
+    return as_deployed, outputs
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -1020,10 +1013,10 @@ def main(argv: list[str] | None = None) -> None:
             "emulator": emulator_knobs(process.pid),
         }
         result["memoryBefore"] = memory_mb(process.pid)
-        result["issue15"], outputs = measure_issue15(port, process.pid, options)
-        issue = result["issue15"]
-        enrolled = issue["sustained"]["enrolled"] + issue["burst"]["statuses"].get("201", 0)
-        enrolled += issue["firstEnrollment"]["status"] == 201
+        result["asDeployed"], outputs = measure_as_deployed(port, process.pid, options)
+        as_deployed = result["asDeployed"]
+        enrolled = as_deployed["sustained"]["enrolled"] + as_deployed["burst"]["statuses"].get("201", 0)
+        enrolled += as_deployed["firstEnrollment"]["status"] == 201
         progress(f"waiting for the eventual workflows and payments of the {enrolled} enrollments to finish")
         result["settle"] = settle(port, outputs, enrolled)
         progress(f"settled: {result['settle']}")

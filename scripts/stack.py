@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import io
 import json
 import os
 import re
@@ -27,6 +28,7 @@ import sys
 import time
 import tomllib
 import urllib.parse
+import zipfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -272,6 +274,15 @@ class Drift:
 
 class UnresolvableError(ValueError):
     """A DefinitionSubstitutions value this script cannot evaluate: that state machine is not checked."""
+
+
+def code_zip(files: dict[str, str]) -> bytes:
+    """A Lambda deployment package built in memory: each path in the archive with its source."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path, source in files.items():
+            archive.writestr(path, source)
+    return buffer.getvalue()
 
 
 def code_sha256(zip_bytes: bytes) -> str:

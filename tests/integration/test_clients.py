@@ -1,4 +1,4 @@
-"""Issue 14 in API-key mode: two clients, each with its own API key on the stack's usage plan.
+"""API-key mode: two clients, each with its own API key on the stack's usage plan.
 
 Client A is the session's key (the `EnrollmentApiKeyId` output). Client B is onboarded the way the
 README shows: a new API key added to the API's usage plan, no code change, no redeploy. Each

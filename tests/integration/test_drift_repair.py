@@ -1,4 +1,4 @@
-"""`make up` puts back code and definitions changed behind CloudFormation's back (issue 15).
+"""`make up` puts back code and definitions changed behind CloudFormation's back.
 
 `aws lambda update-function-code` and `aws stepfunctions update-state-machine` straight against the
 emulator leave the stack's template as it was, so `sam deploy` answers "No changes to deploy";
@@ -9,9 +9,7 @@ payment state machine's definition is changed, then the repair runs.
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from typing import Any
 
 import pytest
@@ -25,12 +23,13 @@ DRIFTED_HANDLER = "def rules_lab(event, context):\n    print('drifted')\n    ret
 
 
 def drifted_code() -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("enrollment/__init__.py", "")
-        archive.writestr("enrollment/immediate/__init__.py", "")
-        archive.writestr("enrollment/immediate/handlers.py", DRIFTED_HANDLER)
-    return buffer.getvalue()
+    return stack.code_zip(
+        {
+            "enrollment/__init__.py": "",
+            "enrollment/immediate/__init__.py": "",
+            "enrollment/immediate/handlers.py": DRIFTED_HANDLER,
+        }
+    )
 
 
 def warm_up_answer(lambda_client: Any) -> Any:

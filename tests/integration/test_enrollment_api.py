@@ -145,7 +145,7 @@ def test_ineligible_offer_is_a_normal_answer_with_reasons(
 
     assert answer.status == 200
     assert answer.body["status"] == "ineligible"
-    # A sensitive rule answers the neutral reason; the full one is in the audit trail only (issue 14).
+    # A sensitive rule answers the neutral reason; the full one is in the audit trail only.
     assert answer.body["reasons"] == [
         {"code": "NotEligibleThroughThisChannel", "message": "not eligible through this channel"}
     ]

@@ -2,7 +2,7 @@
 emulator, where the enrollment API accepts SigV4-signed requests instead of an API key.
 
 The emulator runs with AUTH=true, so it checks each signature and the caller's IAM policies for
-`execute-api:Invoke`. Two IAM users allowed to invoke the API are two clients (issue 14): each
+`execute-api:Invoke`. Two IAM users allowed to invoke the API are two clients: each
 contract is its creator's."""
 
 from __future__ import annotations

@@ -11,14 +11,13 @@ With AUTH off every call would be authorized and these tests would fail.
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from collections.abc import Iterator
 from typing import Any
 
 import emulator
 import pytest
+import stack
 
 from tests.integration.conftest import LocalStack
 
@@ -47,10 +46,7 @@ DENIED = "AccessDeniedException"
 
 
 def probe_zip() -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("probe.py", PROBE_SOURCE)
-    return buffer.getvalue()
+    return stack.code_zip({"probe.py": PROBE_SOURCE})
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The alarms of template.yaml (issue 13, point 8): what must have one is computed from the template's resources,
+"""The alarms of template.yaml: what must have one is computed from the template's resources,
 so a queue, stream, state machine or function added later without its alarms fails here."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 14: each contract is its client's, idempotency keys are scoped to the client and keep final
+"""Each contract is its client's, idempotency keys are scoped to the client and keep final
 answers only, and no answer, INFO log line or trace names an account's flags."""
 
 from __future__ import annotations

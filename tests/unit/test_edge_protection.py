@@ -1,4 +1,4 @@
-"""Edge protection on AWS (issue 14, point 5), checked in template.yaml: the REST API's resource policy,
+"""Edge protection on AWS, checked in template.yaml: the REST API's resource policy,
 the optional WAF web ACL, the request body's size bounds at API Gateway, the usage plan's per-key
 throttling and quota, and the queues' TLS-only policies.
 

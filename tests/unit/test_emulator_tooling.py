@@ -4,7 +4,6 @@ import io
 import json
 import os
 import subprocess
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ def test_emulator_environment_drops_an_inherited_endpoint(monkeypatch: pytest.Mo
     assert env["GATEWAY_PORT"] == "4567"
 
 
-# ------------------------------------------------------------------ bounded Lambda workers (issue 15)
+# ------------------------------------------------------------------ bounded Lambda workers
 def test_the_emulator_gets_explicit_lambda_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LAMBDA_ACCOUNT_CONCURRENCY", raising=False)
     monkeypatch.delenv("LAMBDA_WARM_TTL_SECONDS", raising=False)
@@ -55,7 +54,7 @@ def test_the_callers_environment_overrides_the_lambda_bounds(monkeypatch: pytest
     assert emulator.emulator_environment(4567, {"LAMBDA_ACCOUNT_CONCURRENCY": "5"})["LAMBDA_ACCOUNT_CONCURRENCY"] == "5"
 
 
-# -------------------------------------------------------------------------- the port travels (issue 15)
+# -------------------------------------------------------------------------- the port travels
 @pytest.fixture
 def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(emulator, "STATE_DIR", tmp_path / ".emulator")
@@ -123,12 +122,9 @@ def test_make_help_prints_commands_as_they_are_typed(tmp_path: Path) -> None:
     assert "$$" not in text
 
 
-# ------------------------------------------------------------------------------ drift repair (issue 15)
+# ------------------------------------------------------------------------------ drift repair
 def _zip(text: str) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("handler.py", text)
-    return buffer.getvalue()
+    return stack.code_zip({"handler.py": text})
 
 
 BUILT_CODE = _zip("def handler(event, context): return 'built'\n")

@@ -89,7 +89,7 @@ def test_overrides_keep_a_quoted_value_whole_and_refuse_one_cut_in_two() -> None
         stack.split_overrides("A=1 B=rate(1 minute)")
 
 
-# ------------------------------------------------------------------ quiet, with progress (issue 15)
+# ------------------------------------------------------------------ quiet, with progress
 @pytest.fixture
 def fake_sam(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A `sam` that prints a changeset-like table and exits with the code in FAKE_SAM_EXIT."""

@@ -1,4 +1,4 @@
-"""The warm-up invocation (issue 15): `make up` invokes every function with `{"warmUp": true}`.
+"""The warm-up invocation: `make up` invokes every function with `{"warmUp": true}`.
 
 Every handler of the template answers it outermost, at once, with no AWS call and no raise; every other
 event reaches the handler; and no event a real source sends (API Gateway proxy event, Kinesis batch,
