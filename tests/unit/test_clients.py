@@ -46,6 +46,39 @@ def test_iam_mode_client_is_the_principal_and_wins_over_an_unverified_key_header
     assert clients.client_id(event) == f"iam:{USER_ARN}"
 
 
+def iam_client(user_arn: str) -> str | None:
+    return clients.client_id({"requestContext": {"identity": {"userArn": user_arn}}})
+
+
+@pytest.mark.parametrize("partition", ["aws", "aws-cn", "aws-us-gov"])
+def test_an_iam_user_is_its_arn_in_every_partition(partition: str) -> None:
+    user = f"arn:{partition}:iam::000000000000:user/team/client-a"
+    assert iam_client(user) == f"iam:{user}"
+    assert iam_client(f"arn:{partition}:iam::000000000000:user/client-b") != iam_client(user)
+
+
+@pytest.mark.parametrize("partition", ["aws", "aws-cn", "aws-us-gov"])
+def test_every_session_of_one_role_is_one_client_and_two_roles_are_two(partition: str) -> None:
+    role = f"arn:{partition}:sts::000000000000:assumed-role/enrollment-caller"
+    first, second = iam_client(f"{role}/session-1"), iam_client(f"{role}/botocore-session-1767225600")
+    assert first == second == f"iam:{role}"
+    other_role = iam_client(f"arn:{partition}:sts::000000000000:assumed-role/another-caller/session-1")
+    other_account = iam_client(f"arn:{partition}:sts::111111111111:assumed-role/enrollment-caller/session-1")
+    assert len({first, other_role, other_account}) == 3
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        "arn:aws:sts::000000000000:federated-user/client-a",
+        "arn:aws:iam::000000000000:role/enrollment-caller",
+        "arn:aws:iam::000000000000:root",
+    ],
+)
+def test_other_principals_are_their_arn(arn: str) -> None:
+    assert iam_client(arn) == f"iam:{arn}"
+
+
 @pytest.mark.parametrize(
     "event",
     [
