@@ -32,6 +32,17 @@ LOCAL_ENV := AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGIO
 	AWS_REGION=us-east-1 AWS_ENDPOINT_URL=http://localhost:$(EMULATOR_PORT) SAM_CLI_TELEMETRY=0 \
 	PATH="$(CURDIR)/$(BIN):$$PATH"
 
+# up, demo and bench deploy samconfig `local`'s test-only settings, and LOCAL_ENV replaces the caller's
+# AWS_ENDPOINT_URL (so scripts/stack.py never sees it): one that is not local stops make before anything runs.
+ifneq ($(and $(filter up demo bench,$(MAKECMDGOALS)),$(AWS_ENDPOINT_URL)),)
+ifneq ($(shell url='$(subst ','\'',$(AWS_ENDPOINT_URL))'; \
+	[[ $$url =~ ^https?://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]+)?([/?\#].*)?$$ ]] && echo local),local)
+$(error refusing to deploy: AWS_ENDPOINT_URL=$(AWS_ENDPOINT_URL) is not a local address (localhost, 127.0.0.1, [::1]). \
+	`make up`, `make demo` and `make bench` deploy test-only settings (FaultInjection=enabled, OffsetUnitSeconds=3) \
+	to the local emulator only: unset AWS_ENDPOINT_URL, or deploy to AWS with `sam build && sam deploy`)
+endif
+endif
+
 .PHONY: help venv checkov-venv lock lock-checkov up down demo test lint checkov unit integration load env clean diagrams openapi cost cost-readme bench
 
 help: ## List the targets

@@ -92,17 +92,24 @@ def test_stop_forgets_the_record_of_its_own_port_only(state_dir: Path) -> None:
     assert emulator.recorded_port() is None
 
 
-def _make(directory: Path, *args: str) -> str:
-    env = {key: value for key, value in os.environ.items() if key != "EMULATOR_PORT" and not key.startswith("MAKE")}
-    done = subprocess.run(
+def _run_make(directory: Path, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
+    inherited = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("EMULATOR_PORT", "AWS_ENDPOINT_URL") and not key.startswith("MAKE")
+    }
+    return subprocess.run(
         ["make", "-s", "-f", str(ROOT / "Makefile"), "-C", str(directory), *args],
-        env=env,
+        env=inherited | env,
         capture_output=True,
         text=True,
-        check=True,
+        check=check,
         timeout=30,
     )
-    return done.stdout
+
+
+def _make(directory: Path, *args: str) -> str:
+    return _run_make(directory, *args).stdout
 
 
 def test_make_env_and_help_follow_the_recorded_port(tmp_path: Path) -> None:
@@ -113,6 +120,41 @@ def test_make_env_and_help_follow_the_recorded_port(tmp_path: Path) -> None:
     assert "AWS_ENDPOINT_URL=http://localhost:4610 " in _make(tmp_path, "env")
     assert "AWS_ENDPOINT_URL=http://localhost:4620 " in _make(tmp_path, "env", "EMULATOR_PORT=4620")
     assert "Emulator port: 4610" in _make(tmp_path, "help")
+
+
+NON_LOCAL = [
+    "https://cloudformation.us-east-1.amazonaws.com",
+    "http://localhost.example.com:4566",
+    "http://localhost:4566@example.com",
+    "http://10.0.0.5:4566",
+    "localhost:4566",
+]
+
+
+@pytest.mark.parametrize("target", ["up", "demo", "bench"])
+@pytest.mark.parametrize("url", NON_LOCAL)
+def test_make_refuses_to_deploy_the_local_settings_to_a_non_local_endpoint(
+    tmp_path: Path, target: str, url: str
+) -> None:
+    """LOCAL_ENV replaces the caller's AWS_ENDPOINT_URL, so make itself refuses one that is not local,
+    while it reads the Makefile. -n: a make that did not refuse would print its recipes, not run them
+    (no emulator is started, no venv built, whatever this test finds)."""
+    with pytest.raises(stack.NonLocalEndpointError):
+        stack.require_local_endpoint(url)
+    done = _run_make(tmp_path, "-n", target, check=False, AWS_ENDPOINT_URL=url)
+    assert done.returncode != 0
+    assert f"refusing to deploy: AWS_ENDPOINT_URL={url} is not a local address" in done.stderr
+    assert "stack.py" not in done.stdout
+
+
+@pytest.mark.parametrize("url", [None, "http://localhost:4566", "http://127.0.0.1:4599/", "http://[::1]:4566"])
+def test_make_up_with_no_or_a_local_endpoint_deploys_to_the_emulator_port(tmp_path: Path, url: str | None) -> None:
+    (tmp_path / "requirements-dev.lock").touch()  # the venv's prerequisite, for -n to print the recipes
+    env = {"AWS_ENDPOINT_URL": url} if url else {}
+    assert "refusing" not in _run_make(tmp_path, "-n", "up", **env).stderr
+    printed = _run_make(tmp_path, "-n", "up", "EMULATOR_PORT=4620", **env).stdout
+    assert "AWS_ENDPOINT_URL=http://localhost:4620 " in printed
+    assert "scripts/stack.py up --port 4620 " in printed
 
 
 def test_make_help_prints_commands_as_they_are_typed(tmp_path: Path) -> None:
