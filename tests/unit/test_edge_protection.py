@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +24,8 @@ from tests.support import malformed
 from tests.support.template import resource, template
 
 SEED = malformed.SEED
+EVENTS = Path(__file__).resolve().parents[2] / "events" / "enrollment"
+FIVE_MB = 5 * 1024 * 1024
 
 
 def parameter(name: str) -> dict[str, Any]:
@@ -153,17 +156,26 @@ def test_post_enrollments_validates_its_body_against_the_bounds_model() -> None:
 
 
 # Keywords that only bound a size, and only for the type they apply to (draft 4): no `type`, `required`,
-# `pattern`, `additionalProperties` or minimum, so nothing the function names by field is refused here.
-SIZE_KEYWORDS = {"title", "properties", "items", "maxProperties", "maxItems", "maxLength"}
+# `pattern` or minimum, and `additionalProperties` only as a schema of such bounds (never `false`), so
+# nothing the function names by field is refused here.
+SIZE_KEYWORDS = {"title", "properties", "additionalProperties", "items", "maxProperties", "maxItems", "maxLength"}
+
+
+def subschemas(schema: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """Every schema of the model with its path (`*` for any other property, `#` for any item)."""
+    found = [(path, schema)]
+    for name, sub in schema.get("properties", {}).items():
+        found += subschemas(sub, f"{path}.{name}".lstrip("."))
+    if "additionalProperties" in schema:
+        assert isinstance(schema["additionalProperties"], dict), path
+        found += subschemas(schema["additionalProperties"], f"{path}.*".lstrip("."))
+    if isinstance(schema.get("items"), dict):
+        found += subschemas(schema["items"], f"{path}.#".lstrip("."))
+    return found
 
 
 def keywords(schema: dict[str, Any]) -> set[str]:
-    found = set(schema)
-    for sub in schema.get("properties", {}).values():
-        found |= keywords(sub)
-    if isinstance(schema.get("items"), dict):
-        found |= keywords(schema["items"])
-    return found
+    return {keyword for _, sub in subschemas(schema) for keyword in sub}
 
 
 def test_bounds_only_limit_sizes_far_above_the_functions_own_limits() -> None:
@@ -181,6 +193,22 @@ def test_bounds_only_limit_sizes_far_above_the_functions_own_limits() -> None:
     assert schema["maxProperties"] >= 10 * len(model.EnrollmentRequest.model_fields)
     # Above what the integration tests send as oversized (tests/support/malformed.py).
     assert min(f["maxLength"] for f in (fields["contractId"], fields["correlationId"])) > malformed.OVERSIZED_MAX + 1
+
+
+def test_every_value_the_model_does_not_name_is_bounded_beyond_what_an_accepted_body_holds() -> None:
+    """Free-form values (the function takes any within its 32 KB body) are bounded at each level the
+    function accepts them: a character, an item or a property takes at least one byte of the body, so
+    a bound of twice MAX_REQUEST_BYTES is never reached by a body the function accepts."""
+    schemas = dict(subschemas(bounds()))
+    free_form = {path for path in schemas if path.endswith("*")}
+    assert free_form == {"*", "contractInfo.*", "contractDraft.*", "contractDraft.List.#.*"} | {
+        "contractDraft.List.#.otherData.*"
+    }
+    for path in free_form | {"contractDraft.List.#.otherData"}:
+        schema = schemas[path]
+        limits = {"maxProperties"} if path.endswith("otherData") else {"maxLength", "maxItems", "maxProperties"}
+        for keyword in limits:
+            assert schema[keyword] >= 2 * model.MAX_REQUEST_BYTES, (path, keyword)
 
 
 def gateway_answer() -> tuple[int, dict[str, Any]]:
@@ -219,9 +247,88 @@ def largest_valid_request() -> dict[str, Any]:
     return body
 
 
+def compact(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
 @pytest.mark.parametrize("body", [SEED, largest_valid_request()], ids=["seed", "largest"])
 def test_valid_requests_pass_the_bounds(body: dict[str, Any]) -> None:
     assert not refused_at_api_gateway(json.dumps(body).encode())
+
+
+def filled(place: str) -> dict[str, Any]:
+    """The seed with one free-form value as large as the function takes (its body just under 32 KB)."""
+    body = copy.deepcopy(SEED)
+    room = model.MAX_REQUEST_BYTES - len(compact(body)) - 100
+    holders = {
+        "contractInfo": body["contractInfo"],
+        "contractDraft": body["contractDraft"],
+        "action": body["contractDraft"]["List"][1],
+        "otherData": next(a for a in body["contractDraft"]["List"] if "otherData" in a)["otherData"],
+    }
+    holder, _, shape = place.partition(":")
+    value: Any = {
+        "string": "x" * room,
+        "list": [0] * (room // 2),
+        "object": {str(n): 0 for n in range(room // 9)},
+    }[shape]
+    holders[holder]["notes"] = value
+    return body
+
+
+def api_event_body(name: str) -> dict[str, Any]:
+    return json.loads(json.loads((EVENTS / name).read_text())["body"])
+
+
+ACCEPTED_REQUESTS = {
+    "seed": SEED,
+    "api-post-eligible": api_event_body("api-post-eligible.json"),
+    "api-post-ineligible": api_event_body("api-post-ineligible.json"),
+    **{
+        f"largest {place}": filled(place)
+        for place in (
+            f"{holder}:{shape}"
+            for holder in ("contractInfo", "contractDraft", "action", "otherData")
+            for shape in ("string", "list", "object")
+        )
+    },
+}
+
+
+@pytest.mark.parametrize("body", ACCEPTED_REQUESTS.values(), ids=ACCEPTED_REQUESTS.keys())
+def test_every_request_the_function_accepts_passes_the_bounds(body: dict[str, Any]) -> None:
+    raw = compact(body)
+    assert len(raw) <= model.MAX_REQUEST_BYTES
+    model.EnrollmentRequest.model_validate(body)  # the function accepts it
+    assert not refused_at_api_gateway(raw)
+
+
+def with_value(place: str, value: Any) -> dict[str, Any]:
+    body = copy.deepcopy(SEED)
+    holder = {
+        "top level": body,
+        "contractInfo": body["contractInfo"],
+        "contractDraft": body["contractDraft"],
+        "action": body["contractDraft"]["List"][1],
+        "otherData": next(a for a in body["contractDraft"]["List"] if "otherData" in a)["otherData"],
+    }[place]
+    holder["unknown"] = value
+    return body
+
+
+@pytest.mark.parametrize("place", ["top level", "contractInfo", "contractDraft", "action", "otherData"])
+def test_a_5_mb_value_of_a_field_the_model_does_not_name_is_refused_at_api_gateway(place: str) -> None:
+    for value in ("x" * FIVE_MB, [0] * (FIVE_MB // 2), {str(n): 0 for n in range(FIVE_MB // 16)}):
+        assert refused_at_api_gateway(json.dumps(with_value(place, value)).encode()), (place, type(value))
+
+
+def test_an_action_with_5_mb_of_other_data_is_refused_at_api_gateway() -> None:
+    body = copy.deepcopy(SEED)
+    action = next(a for a in body["contractDraft"]["List"] if "otherData" in a)
+    action["otherData"] = {"newRate": 0.0499, "note": "n" * FIVE_MB}
+    assert refused_at_api_gateway(json.dumps(body).encode())
+    action["otherData"] = {"newRate": 0.0499} | {f"k{n}": 0 for n in range(FIVE_MB // 16)}
+    assert refused_at_api_gateway(json.dumps(body).encode())
 
 
 def test_far_oversized_structures_are_refused_at_api_gateway() -> None:
