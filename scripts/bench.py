@@ -210,10 +210,17 @@ def invoke(lambda_client: Any, name: str, payload: dict[str, Any]) -> tuple[floa
 
 
 def aws_throttling() -> list[str]:
-    """The API's throttling at the template's (AWS) defaults, not samconfig `local`'s: the benchmark measures
-    what the emulator does at concurrency 10 and 50, where the local limits would answer most requests 429."""
+    """The stage's throttling at the template's (AWS) defaults, not samconfig `local`'s, and each API key's the
+    same: the benchmark measures what the emulator does at concurrency 10 and 50 with one key, where the local
+    limits, or one key's default share of the stage, would answer most requests 429."""
     parameters = template()["Parameters"]
-    return [f"{name}={parameters[name]['Default']}" for name in ("ApiThrottleRateLimit", "ApiThrottleBurstLimit")]
+    rate, burst = (parameters[name]["Default"] for name in THROTTLING)
+    return [
+        f"ApiThrottleRateLimit={rate}",
+        f"ApiThrottleBurstLimit={burst}",
+        f"ApiClientThrottleRateLimit={rate}",
+        f"ApiClientThrottleBurstLimit={burst}",
+    ]
 
 
 THROTTLING = ("ApiThrottleRateLimit", "ApiThrottleBurstLimit")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import stack
 from hypothesis import HealthCheck, given, settings
 from jsonschema import Draft4Validator
 
@@ -365,8 +366,8 @@ def test_usage_plan_throttles_and_meters_each_api_key() -> None:
     plan = resource("EnrollmentApi")["Properties"]["Auth"]["UsagePlan"]
     assert plan["CreateUsagePlan"] == "PER_API"
     assert plan["Throttle"] == {
-        "RateLimit": {"Ref": "ApiThrottleRateLimit"},
-        "BurstLimit": {"Ref": "ApiThrottleBurstLimit"},
+        "RateLimit": {"Ref": "ApiClientThrottleRateLimit"},
+        "BurstLimit": {"Ref": "ApiClientThrottleBurstLimit"},
     }
     assert plan["Quota"] == {"Limit": {"Ref": "ApiQuotaPerDay"}, "Period": "DAY"}
     # Every method requires the key the plan meters (or SigV4 with ApiAuthType=AWS_IAM).
@@ -374,6 +375,23 @@ def test_usage_plan_throttles_and_meters_each_api_key() -> None:
     for path, methods in api_body()["paths"].items():
         for method, operation in methods.items():
             assert operation["security"] == key_or_sigv4, (path, method)
+
+
+def local_overrides() -> dict[str, str]:
+    """samconfig `local`'s parameter overrides, as `make up` and the integration tests deploy them."""
+    return dict(override.partition("=")[::2] for override in stack.local_parameter_overrides())
+
+
+@pytest.mark.parametrize("limit", ["RateLimit", "BurstLimit"])
+def test_one_key_gets_a_share_of_the_stage_not_all_of_it(limit: str) -> None:
+    stage = resource("EnrollmentApi")["Properties"]["MethodSettings"][0][f"Throttling{limit}"]
+    assert stage == {"Ref": f"ApiThrottle{limit}"}
+    client, whole = parameter(f"ApiClientThrottle{limit}"), parameter(f"ApiThrottle{limit}")
+    assert client["Type"] == whole["Type"] == "Number"
+    assert 0 < client["Default"] < whole["Default"]  # on AWS one key cannot take the whole stage
+    # Locally a key may use the stage's whole (small) capacity: the tests' clients are held by the stage alone.
+    local = local_overrides()
+    assert local[f"ApiClientThrottle{limit}"] == local[f"ApiThrottle{limit}"]
 
 
 # ---------------------------------------------------------------- queues: TLS only
