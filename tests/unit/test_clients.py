@@ -3,6 +3,7 @@ answers only, and no answer, INFO log line or trace names an account's flags."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -450,7 +451,40 @@ def test_a_failure_cause_is_not_shown_in_the_status() -> None:
     assert manage.public_outcome({"step": "rules-lab", "outcome": "ineligible: x"}) == "ineligible"
 
 
+TRACER_CAPTURE = ("POWERTOOLS_TRACER_CAPTURE_RESPONSE", "POWERTOOLS_TRACER_CAPTURE_ERROR")
+
+
+def capture_overrides(resources: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """Each function that sets a tracer capture variable of its own to anything but "false" (or whose
+    variables are an intrinsic function, which could)."""
+    found = []
+    for name, body in resources.items():
+        if body["Type"] not in ("AWS::Serverless::Function", "AWS::Lambda::Function"):
+            continue
+        variables = ((body.get("Properties") or {}).get("Environment") or {}).get("Variables") or {}
+        if any(key.startswith("Fn::") or key == "Ref" for key in variables):
+            found.append((name, "Variables", variables))
+        found += [
+            (name, variable, variables[variable])
+            for variable in TRACER_CAPTURE
+            if variable in variables and str(variables[variable]).lower() != "false"
+        ]
+    return found
+
+
 def test_traces_capture_no_answer_and_no_error() -> None:
     variables = template()["Globals"]["Function"]["Environment"]["Variables"]
     assert variables["POWERTOOLS_TRACER_CAPTURE_RESPONSE"] == "false"
     assert variables["POWERTOOLS_TRACER_CAPTURE_ERROR"] == "false"
+    # A function's own Environment would override Globals for that function.
+    assert capture_overrides(template()["Resources"]) == []
+
+
+@pytest.mark.parametrize("value", ["true", "True", True, {"Fn::If": ["OnAws", "false", "true"]}])
+def test_a_function_that_turns_capture_back_on_is_found(value: Any) -> None:
+    resources = copy.deepcopy(template()["Resources"])
+    function = next(body for body in resources.values() if body["Type"] == "AWS::Serverless::Function")
+    function["Properties"].setdefault("Environment", {}).setdefault("Variables", {})[TRACER_CAPTURE[1]] = value
+    assert len(capture_overrides(resources)) == 1
+    function["Properties"]["Environment"]["Variables"] = {"Fn::If": ["OnAws", {}, {TRACER_CAPTURE[0]: "true"}]}
+    assert len(capture_overrides(resources)) == 1
