@@ -3,13 +3,14 @@
     python scripts/openapi.py            # write openapi/enrollment-api.json
     python scripts/openapi.py --check    # exit 1 when the committed file differs
 
-The document combines what the template deploys (the `EnrollmentApi` Swagger `DefinitionBody`:
-paths, methods, security schemes, the stage) with the request body schema of the real request
-model, `enrollment.model.EnrollmentRequest.model_json_schema()`. It is OpenAPI 3.1, whose schemas are
-the JSON Schema dialect pydantic writes. The template's `!If UseIamAuth` security becomes both
-alternatives (an operation takes one of them, depending on the stack's `ApiAuthType`), and the
-Lambda integrations are left out (they are ARNs of one deployment). Responses are written here, from
-the API's contract in docs/api.md; a route of the template without them fails the export.
+The document combines what the template deploys (the `EnrollmentApi` Swagger definition, which the
+template includes from api/enrollment-api.yaml: paths, methods, security schemes, the stage) with the
+request body schema of the real request model, `enrollment.model.EnrollmentRequest.model_json_schema()`.
+It is OpenAPI 3.1, whose schemas are the JSON Schema dialect pydantic writes. The definition's
+`Fn::If UseIamAuth` security becomes both alternatives (an operation takes one of them, depending on the
+stack's `ApiAuthType`), and the Lambda integrations are left out (they are ARNs of one deployment).
+Responses are written here, from the API's contract in docs/api.md; a route of the template without them
+fails the export.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Read template.yaml as data (CloudFormation short tags kept as plain values): for the scripts and the tests.
 
-`template()` is the template as CloudFormation's `AWS::LanguageExtensions` transform hands it on: every
-`Fn::ForEach` expanded into the resources it declares, so `template()["Resources"]` lists every concrete
-resource under its logical id. `python scripts/sam_template.py --expand OUT` writes that expansion (the
-file `make checkov` scans: checkov does not expand `Fn::ForEach` and would not see the looped resources).
-"""
+`template()` is the template as CloudFormation hands it to SAM: every `AWS::Include` of a local file (the
+API's definition) inserted, as `sam deploy` uploads it and CloudFormation inserts it first, then every
+`Fn::ForEach` expanded into the resources it declares (`AWS::LanguageExtensions`), so
+`template()["Resources"]` lists every concrete resource under its logical id. `python scripts/sam_template.py
+--expand OUT` writes that expansion (the file `make checkov` scans: checkov reads neither the include nor the
+loops, and would not see the API's definition or the looped resources)."""
 
 from __future__ import annotations
 
@@ -159,13 +160,27 @@ def expand(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def load(path: Path) -> dict[str, Any]:
-    """The template at `path` as written (loops unexpanded)."""
+    """The template at `path` as written (loops unexpanded, includes not inserted)."""
     return yaml.load(path.read_text(), Loader=_TemplateLoader)  # noqa: S506 - SafeLoader subclass
+
+
+def include(node: Any, directory: Path) -> Any:
+    """`node` with every `Fn::Transform` of `AWS::Include` replaced by the file its Location names (relative
+    to `directory`). A snippet is plain YAML: CloudFormation refuses short forms there, so no tags are read."""
+    if isinstance(node, list):
+        return [include(value, directory) for value in node]
+    if not isinstance(node, dict):
+        return node
+    transform = node.get("Fn::Transform")
+    if isinstance(transform, dict) and transform.get("Name") == "AWS::Include":
+        location = transform["Parameters"]["Location"]
+        return yaml.safe_load((directory / location).read_text())
+    return {key: include(value, directory) for key, value in node.items()}
 
 
 @functools.cache
 def template() -> dict[str, Any]:
-    return expand(load(ROOT / "template.yaml"))
+    return expand(include(load(ROOT / "template.yaml"), ROOT))
 
 
 def resource(logical_id: str) -> dict[str, Any]:

@@ -432,3 +432,34 @@ def test_sam_cli_expands_the_language_extensions_the_template_uses() -> None:
     config = tomllib.loads((ROOT / "samconfig.toml").read_text())
     for environment in ("default", "local"):
         assert config[environment]["global"]["parameters"]["language_extensions"] is True, environment
+
+
+def _condition_names_used(node: object) -> set[str]:
+    if isinstance(node, list):
+        return set().union(*(_condition_names_used(value) for value in node)) if node else set()
+    if not isinstance(node, dict):
+        return set()
+    used = {node["Condition"]} if isinstance(node.get("Condition"), str) else set()
+    if isinstance(node.get("Fn::If"), list):
+        used.add(node["Fn::If"][0])
+    return used.union(*(_condition_names_used(value) for value in node.values()))
+
+
+def test_every_condition_is_used_once_the_api_definition_is_included() -> None:
+    """cfn-lint's unused-condition check (W8001) is off because it does not read AWS::Include: this is it."""
+    document = template()
+    body = {key: value for key, value in document.items() if key != "Conditions"}
+    used = _condition_names_used(body) | _condition_names_used(list(document["Conditions"].values()))
+    assert set(document["Conditions"]) <= used, set(document["Conditions"]) - used
+
+
+def test_the_api_definition_is_included_from_its_own_file_in_full_intrinsic_forms() -> None:
+    """CloudFormation refuses short forms (!Sub) in an AWS::Include snippet; `sam build` and `sam deploy`
+    upload the file named by a relative Location."""
+    written = (ROOT / "template.yaml").read_text()
+    assert "Location: api/enrollment-api.yaml" in written
+    snippet = (ROOT / "api" / "enrollment-api.yaml").read_text()
+    assert not re.search(r"^[^#]*!(Sub|If|Ref|GetAtt|Join|Select|Equals)\b", snippet, re.MULTILINE)
+    body = resource("EnrollmentApi")["Properties"]["DefinitionBody"]
+    assert body["swagger"] == "2.0"
+    assert {"/enrollments", "/enrollments/{contractId}"} == set(body["paths"])
