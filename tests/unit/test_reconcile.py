@@ -331,3 +331,154 @@ def test_a_repair_that_fails_does_not_stop_the_others_and_fails_the_run(
     ), "the other repairs were made"
     assert action_state(enrollment_tables, "action1") == "scheduled", "a transient failure fails no action"
     assert f"{CONTRACT}/action100 (scheduled)" in failed.value.details["report"]["hooksRecreated"]
+
+
+def test_a_schedule_in_the_hooks_group_that_is_no_hook_is_reported_left_alone_and_the_sweep_goes_on(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
+) -> None:
+    schedule_all(enrollment_tables, scheduler, enrolled)
+    foreign = ["daily-report", "daily.report"]
+    for name in foreign:
+        scheduler.create_schedule(
+            GroupName=GROUP,
+            Name=name,
+            ScheduleExpression="rate(1 day)",
+            FlexibleTimeWindow={"Mode": "OFF"},
+            Target={"Arn": TARGET.function_arn, "RoleArn": TARGET.role_arn, "Input": "{}"},
+        )
+    enrollment_tables.offers.update_item(
+        Key={"OfferId": CONTRACT},
+        UpdateExpression="SET #status = :failed",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={":failed": "failed"},
+    )
+
+    report = run(enrollment_tables, scheduler)
+
+    assert sorted(report["foreignSchedules"]) == foreign
+    assert len(report["hooksDeleted"]) == 3, "the hooks after the foreign schedules are repaired too"
+    assert hook_names(scheduler) == foreign, "never deleted"
+    assert report["repairs"] == len(report["hooksDeleted"]) + len(report["actionsCancelled"])
+
+
+# ---------------------------------------------------------------- the function
+
+
+@pytest.fixture
+def reconcile_function(
+    enrollment_tables: Tables, scheduler: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Any:
+    """The Reconcile function's handler over the moto tables and scheduler; its earlier output dropped."""
+    from commonlib import aws as aws_clients
+
+    monkeypatch.setenv("RECONCILE_GRACE_SECONDS", str(int(GRACE.total_seconds())))
+    monkeypatch.setenv("ENROLLMENT_ASYNC_STATE_MACHINE_ARN", "arn:sm")
+    monkeypatch.setenv("SCHEDULE_GROUP_NAME", GROUP)
+    monkeypatch.setenv("FULFILL_ACTION_FUNCTION_ARN", TARGET.function_arn)
+    monkeypatch.setenv("SCHEDULER_ROLE_ARN", TARGET.role_arn)
+    monkeypatch.setenv("HOOK_DEAD_LETTER_QUEUE_ARN", TARGET.dead_letter_queue_arn)
+    aws_clients.client.cache_clear()
+    store.environment_tables.cache_clear()
+    from enrollment.eventual import handlers
+
+    capsys.readouterr()
+    return handlers.reconcile
+
+
+def emitted_metrics(capsys: pytest.CaptureFixture[str]) -> dict[str, float]:
+    """The metrics the function printed (its EMF documents), summed by name."""
+    metrics: dict[str, float] = {}
+    for line in capsys.readouterr().out.splitlines():
+        try:
+            document = json.loads(line)
+        except ValueError:
+            continue
+        for definition in document.get("_aws", {}).get("CloudWatchMetrics", [{}])[0].get("Metrics", []):
+            value = document[definition["Name"]]
+            metrics[definition["Name"]] = metrics.get(definition["Name"], 0) + sum(
+                value if isinstance(value, list) else [value]
+            )
+    return metrics
+
+
+def scheduler_refuses_every_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+    from commonlib.errors import DependencyError
+
+    def refused(*_: Any, **__: Any) -> Any:
+        raise DependencyError("CreateSchedule failed: ValidationException: the target is gone")
+
+    monkeypatch.setattr(hooks, "create_hook", refused)
+
+
+def test_actions_the_reconciler_fails_are_counted_in_the_action_failed_metric(
+    enrollment_tables: Tables, enrolled: dict[str, Any], reconcile_function: Any, lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    confirm_start(enrollment_tables)
+    schedule_hook(enrollment_tables, CONTRACT, enrolled["eventualActions"][0])  # no hook: it was lost
+    scheduler_refuses_every_hook(monkeypatch)
+
+    report = reconcile_function({"source": "aws.events"}, lambda_context)
+
+    # The same-day action2 (pending past its day) and the lost hook's action: neither gets a hook back.
+    assert len(report["actionsFailed"]) == 2
+    assert {action_state(enrollment_tables, a) for a in ("action2", enrolled["eventualActions"][0]["name"])} == {
+        "failed"
+    }
+    assert emitted_metrics(capsys)["ActionFailed"] == 2
+    assert [r.message for r in caplog.records if r.levelname == "ERROR"] == ["actions failed"]
+
+
+def test_a_run_that_fails_still_counts_the_actions_it_failed(
+    enrollment_tables: Tables, enrolled: dict[str, Any], reconcile_function: Any, lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    confirm_start(enrollment_tables)
+    scheduler_refuses_every_hook(monkeypatch)  # action2 (pending past its day) is failed
+    monkeypatch.setattr(manage, "delete_schedule", lambda *_: (_ for _ in ()).throw(ConnectionError("down")))
+    hooks_of_a_reverted_contract = "C-2002.aaaaaaaaaaaaaaaaaaaaaaa"
+    boto3.client("scheduler", region_name="us-east-1").create_schedule(
+        GroupName=GROUP,
+        Name=hooks_of_a_reverted_contract,
+        ScheduleExpression="rate(1 day)",
+        FlexibleTimeWindow={"Mode": "OFF"},
+        Target={"Arn": TARGET.function_arn, "RoleArn": TARGET.role_arn, "Input": "{}"},
+    )
+
+    with pytest.raises(reconcile.ReconcileError):
+        reconcile_function({"source": "aws.events"}, lambda_context)
+
+    assert emitted_metrics(capsys)["ActionFailed"] == 1
+
+
+def test_a_dry_run_counts_no_failed_action(
+    enrollment_tables: Tables, enrolled: dict[str, Any], reconcile_function: Any, lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    confirm_start(enrollment_tables)
+    scheduler_refuses_every_hook(monkeypatch)
+
+    report = reconcile_function({"dryRun": True}, lambda_context)
+
+    assert report["hooksRecreated"] == [f"{CONTRACT}/action2 (pending)"]
+    assert action_state(enrollment_tables, "action2") == "pending"
+    assert "ActionFailed" not in emitted_metrics(capsys)
+
+
+def test_the_function_logs_a_warning_naming_each_foreign_schedule(
+    enrollment_tables: Tables, reconcile_function: Any, scheduler: Any, lambda_context: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    scheduler.create_schedule(
+        GroupName=GROUP,
+        Name="daily-report",
+        ScheduleExpression="rate(1 day)",
+        FlexibleTimeWindow={"Mode": "OFF"},
+        Target={"Arn": TARGET.function_arn, "RoleArn": TARGET.role_arn, "Input": "{}"},
+    )
+
+    report = reconcile_function({"source": "aws.events"}, lambda_context)
+
+    assert (report["foreignSchedules"], report["repairs"]) == (["daily-report"], 0)
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert [getattr(r, "schedule", None) for r in warnings] == ["daily-report"]
