@@ -361,6 +361,99 @@ def test_a_schedule_in_the_hooks_group_that_is_no_hook_is_reported_left_alone_an
     assert report["repairs"] == len(report["hooksDeleted"]) + len(report["actionsCancelled"])
 
 
+# ---------------------------------------------------------------- a crash after any of its writes
+
+
+class Crash(BaseException):
+    """The function dies right after a write (a timeout, out of memory): no code of it runs on."""
+
+
+def crash_after_first_call(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> None:
+    real = getattr(owner, name)
+
+    def write_then_die(*args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(owner, name, real)
+        real(*args, **kwargs)
+        raise Crash(f"died after {name}")
+
+    monkeypatch.setattr(owner, name, write_then_die)
+
+
+def failed_contract(tables: Tables, scheduler: Any, enrolled: dict[str, Any]) -> None:
+    schedule_all(tables, scheduler, enrolled)
+    tables.offers.update_item(
+        Key={"OfferId": CONTRACT},
+        UpdateExpression="SET #status = :failed",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={":failed": "failed"},
+    )
+
+
+def lost_hooks(tables: Tables, scheduler: Any, enrolled: dict[str, Any]) -> None:
+    confirm_start(tables)
+    schedule_all(tables, scheduler, enrolled)
+    scheduler.delete_schedule(GroupName=GROUP, Name=hooks.schedule_name(CONTRACT, "action1"))
+
+
+def unschedulable(tables: Tables, scheduler: Any, enrolled: dict[str, Any]) -> None:
+    confirm_start(tables)
+    schedule_hook(tables, CONTRACT, enrolled["eventualActions"][0])
+
+
+def interrupted_cancel(tables: Tables, scheduler: Any, enrolled: dict[str, Any]) -> None:
+    confirm_start(tables)
+    schedule_all(tables, scheduler, enrolled)
+    store.start_cancel(tables, CONTRACT, STARTED)
+
+
+def unconfirmed_start(tables: Tables, scheduler: Any, enrolled: dict[str, Any]) -> None:
+    store.mark_eventual_workflow(tables, CONTRACT, "died", STARTED)
+
+
+ALL_FOUR = ["action2", "action100", "action1", "rateChange"]
+# (what the first run finds, the write it dies right after, what holds once the next run has repaired it)
+CRASHES = {
+    "action cancelled": (failed_contract, (store, "cancel_waiting_action"), {"states": "cancelled", "hooks": 0}),
+    "hook deleted": (failed_contract, (manage, "delete_schedule"), {"states": "cancelled", "hooks": 0}),
+    "hook re-created": (lost_hooks, (hooks, "create_hook"), {"hooks": 4}),
+    "action failed": (unschedulable, (store, "fail_unscheduled_action"), {"states": "failed", "hooks": 0}),
+    "cancel step": (interrupted_cancel, (manage, "delete_schedule"), {"states": "cancelled", "hooks": 0}),
+    "re-drive claimed": (unconfirmed_start, (store, "mark_eventual_workflow"), {"starts": 1}),
+}
+
+
+@pytest.mark.parametrize("write", list(CRASHES))
+def test_a_reconciler_that_dies_after_any_write_is_finished_by_its_next_run(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any, monkeypatch: pytest.MonkeyPatch,
+    write: str,
+) -> None:  # fmt: skip
+    setup, (owner, name), expected = CRASHES[write]
+    setup(enrollment_tables, scheduler, enrolled)
+    if write == "action failed":
+        scheduler_refuses_every_hook(monkeypatch)
+    stepfunctions = RecordingStepFunctions()
+    crash_after_first_call(monkeypatch, owner, name)
+    with pytest.raises(Crash):
+        run(enrollment_tables, scheduler, stepfunctions)
+
+    # Past the grace of what the dead run left (a re-drive it claimed but never started).
+    later = LATER + GRACE + timedelta(seconds=1)
+    run(enrollment_tables, scheduler, stepfunctions, at=later)
+
+    states = {a["actionName"]: a["state"] for a in enrollment_tables.actions.scan()["Items"]}
+    if "states" in expected:
+        assert states == dict.fromkeys([a for a in ALL_FOUR if a in states], expected["states"]), states
+        assert "action2" in states
+    if "hooks" in expected:
+        assert len(hook_names(scheduler)) == expected["hooks"]
+    if "starts" in expected:
+        [start] = stepfunctions.starts
+        assert offer_item(enrollment_tables)["eventualWorkflow"]["executionName"] == start["name"]
+    if write == "cancel step":
+        assert offer_item(enrollment_tables)["status"] == "cancelled"
+    assert run(enrollment_tables, scheduler, stepfunctions, at=later + timedelta(seconds=1))["repairs"] == 0
+
+
 # ---------------------------------------------------------------- the function
 
 
