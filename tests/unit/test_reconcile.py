@@ -131,6 +131,65 @@ def test_an_interrupted_cancel_is_finished_by_its_retry_with_the_same_answer(
     assert len(cancels) == 1
 
 
+def set_ucp_contracts(tables: Tables, contracts: dict[str, Any]) -> None:
+    tables.ucp.update_item(
+        Key={"accountId": "A-100"},
+        UpdateExpression="SET contracts = :contracts",
+        ExpressionAttributeValues={":contracts": contracts},
+    )
+
+
+def test_a_contract_the_ucp_lost_is_cancelled_and_its_audit_entry_says_the_ucp_had_no_entry(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
+) -> None:
+    """A re-seed of the account wiped its contracts: the cancel completes instead of failing forever."""
+    schedule_all(enrollment_tables, scheduler, enrolled)
+    set_ucp_contracts(enrollment_tables, {})
+
+    answer = manage.cancel_enrollment(enrollment_tables, scheduler, GROUP, CONTRACT)
+
+    assert answer["outcome"] == "cancelled"
+    assert offer_item(enrollment_tables)["status"] == "cancelled"
+    assert hook_names(scheduler) == []
+    [cancel] = [e for e in store.audit_trail(enrollment_tables, CONTRACT) if e["step"] == "cancel"]
+    assert cancel["outcome"].endswith("; the UCP had no entry for the contract")
+    assert cancel["details"]["ucpEntry"] == "absent"
+    assert enrollment_tables.ucp.get_item(Key={"accountId": "A-100"})["Item"]["contracts"] == {}, "nothing made up"
+    assert manage.cancel_enrollment(enrollment_tables, scheduler, GROUP, CONTRACT) == answer
+
+
+def test_a_cancel_the_reconciler_finishes_completes_when_the_ucp_lost_the_contract(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
+) -> None:
+    confirm_start(enrollment_tables)
+    store.start_cancel(enrollment_tables, CONTRACT, STARTED)
+    set_ucp_contracts(enrollment_tables, {})
+
+    assert run(enrollment_tables, scheduler)["cancelsFinished"] == [CONTRACT]
+    assert offer_item(enrollment_tables)["status"] == "cancelled"
+
+
+@pytest.mark.parametrize(
+    ("contracts", "refusal"),
+    [({CONTRACT: {"status": "suspended"}}, "holds contract C-1001 as 'suspended'"), (None, "has no account A-100")],
+)
+def test_a_cancel_fails_when_the_ucp_holds_the_contract_in_another_state_or_lost_the_account(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any, contracts: Any, refusal: str
+) -> None:
+    from commonlib.errors import ConditionNotMetError
+
+    if contracts is None:
+        enrollment_tables.ucp.delete_item(Key={"accountId": "A-100"})
+    else:
+        set_ucp_contracts(enrollment_tables, contracts)
+
+    with pytest.raises(ConditionNotMetError, match=refusal):
+        manage.cancel_enrollment(enrollment_tables, scheduler, GROUP, CONTRACT)
+
+    assert offer_item(enrollment_tables)["status"] == "cancelling", "its retry finds it to finish"
+    assert not [e for e in store.audit_trail(enrollment_tables, CONTRACT) if e["step"] == "cancel"]
+
+
 def test_a_cancel_nobody_retries_is_finished_by_the_reconciler(
     enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
 ) -> None:
