@@ -105,6 +105,7 @@ def change_rate(job: Performance) -> dict[str, Any]:
     store.set_contract_rate(
         job.tables, account_id, job.contract_id, Decimal(str(new_rate)), job.idempotency_key, job.clock()
     )
+    faults.checkpoint("after-rate")
     job.record_effect()
     return {"effect": "interest rate changed", "newRate": new_rate}
 

@@ -159,9 +159,11 @@ def cancel_enrollment(
             cancel = {"name": name, "offset": action["offset"], "dueAt": action.get("dueAt")}
             try:
                 store.cancel_action(tables, contract_id, cancel, correlation_id, now)
-                action["state"] = store.ACTION_CANCELLED
             except ConditionNotMetError:  # claimed or cancelled meanwhile: report what it is now
                 action = store.get_action(tables, contract_id, name) or action
+            else:
+                action["state"] = store.ACTION_CANCELLED
+                faults.checkpoint("cancel-after-action-cancelled")
         if action["state"] == store.ACTION_CANCELLED:
             cancelled.append(name)
         else:

@@ -41,17 +41,35 @@ def cancel_ucp_contract(tables: Tables, account_id: str, contract_id: str) -> st
     return UCP_CANCELLED
 
 
-def set_contract_rate(tables: Tables, account_id: str, contract_id: str, rate: Any, key: str, at: datetime) -> None:
+def set_contract_rate(tables: Tables, account_id: str, contract_id: str, rate: Any, key: str, at: datetime) -> bool:
     """The rate change's effect on the UCP: the contract's new rate, stamped with the idempotency key
-    that set it (setting it again with the same key changes nothing)."""
-    with aws_errors_as_domain_errors():
-        tables.ucp.update_item(
-            Key={"accountId": account_id},
-            UpdateExpression="SET contracts.#contract.interestRate = :rate, contracts.#contract.rateChange = :change",
-            ConditionExpression="attribute_exists(contracts.#contract)",
-            ExpressionAttributeNames={"#contract": contract_id},
-            ExpressionAttributeValues={":rate": rate, ":change": {"idempotencyKey": key, "at": isoformat(at)}},
-        )
+    that set it. True when this call set it; False when the rate was set with this key already (a
+    retried performance changes nothing, not even the stamp's time)."""
+    try:
+        with aws_errors_as_domain_errors():
+            tables.ucp.update_item(
+                Key={"accountId": account_id},
+                UpdateExpression=(
+                    "SET contracts.#contract.interestRate = :rate, contracts.#contract.rateChange = :change"
+                ),
+                ConditionExpression=(
+                    "attribute_exists(contracts.#contract) AND (attribute_not_exists(contracts.#contract.rateChange)"
+                    " OR contracts.#contract.rateChange.idempotencyKey <> :key)"
+                ),
+                ExpressionAttributeNames={"#contract": contract_id},
+                ExpressionAttributeValues={
+                    ":rate": rate,
+                    ":change": {"idempotencyKey": key, "at": isoformat(at)},
+                    ":key": key,
+                },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+    except ConditionNotMetError as refused:
+        entry = (item_from_condition_failure(refused).get("contracts") or {}).get(contract_id) or {}
+        if (entry.get("rateChange") or {}).get("idempotencyKey") == key:
+            return False
+        raise
+    return True
 
 
 def get_account(tables: Tables, account_id: str) -> dict[str, Any] | None:
