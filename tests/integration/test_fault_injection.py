@@ -398,7 +398,9 @@ def async_executions(local_stack: LocalStack, contract_id: str) -> list[dict[str
     executions = local_stack.client("stepfunctions").list_executions(
         stateMachineArn=local_stack.outputs["EnrollmentAsyncStateMachineArn"]
     )["executions"]
-    return [e for e in executions if e["name"].startswith(contract_id)]
+    # Named `<contractId>-<digest>` or `<contractId>-redrive-<token>`: a prefix alone would also match
+    # another contract whose id starts with this one.
+    return [e for e in executions if e["name"].rpartition("-")[0] in (contract_id, f"{contract_id}-redrive")]
 
 
 def confirmed(local_stack: LocalStack, contract_id: str) -> bool:
