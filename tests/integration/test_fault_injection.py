@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
 from commonlib import faults
+from commonlib.clock import parse_isoformat
+from enrollment.eventual.fulfillment import LEASE
 from enrollment.eventual.hooks import schedule_name
 from tests.integration.conftest import EnrollmentApi, LocalStack
 from tests.support.enrollment import audit_trail, effects, post, reconcile, request, scan, stream_records
@@ -263,20 +266,31 @@ def test_faults_in_the_same_day_fulfillment(
     assert effects(local_stack, contract_id)["action2"]["calls"] == 1
 
 
-# A crash at each point of a delivery, and how often the downstream is then called with the action's key:
-# after the claim, nothing was performed yet; after the effect, the takeover calls again with the same
-# key (the downstream performs it once); after the completion, the retry is a duplicate.
-DELIVERY_CRASHES = {"after-claim": 1, "after-effect": 2, faults.AFTER: 1}
+# A crash at each point of a same-day delivery: (the action it hits, how often the downstream is then
+# called with the action's key). After the claim, nothing was performed yet; after rateChange's UCP write,
+# the takeover finds the rate set with its key (not set again) and records the effect once; after the
+# effect, the takeover calls again with the same key (the downstream performs it once); after the
+# completion, the retry is a duplicate.
+DELIVERY_CRASHES = {
+    "after-claim": ("action2", 1),
+    "after-rate": ("rateChange", 1),
+    "after-effect": ("action2", 2),
+    faults.AFTER: ("action2", 1),
+}
+NEW_RATE = 0.0399
 
 
 def test_a_same_day_delivery_that_crashes_after_any_write_is_finished_once_with_the_same_key(
     local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults
 ) -> None:
     contracts = {}
-    for point in DELIVERY_CRASHES:
+    for point, (action_name, _) in DELIVERY_CRASHES.items():
         contract_id = f"FI-{point}-FulfillAction"
+        body = offer(contract_id)
+        if action_name == "rateChange":
+            body["contractDraft"]["List"][0] = {"name": "rateChange", "offset": 0, "otherData": {"newRate": NEW_RATE}}
         fault.arm("FulfillAction", 1, at=point)
-        answer = post(enrollment_api.url, offer(contract_id), enrollment_api.api_key)
+        answer = post(enrollment_api.url, body, enrollment_api.api_key)
         assert answer.status == 201, answer
         assert fault.injected("FulfillAction", at=point) == 1
         contracts[point] = contract_id
@@ -284,17 +298,27 @@ def test_a_same_day_delivery_that_crashes_after_any_write_is_finished_once_with_
     # A claim whose delivery crashed is taken over once its lease lapsed (fulfillment.LEASE, 30 s).
     reconciled_until(
         local_stack,
-        lambda: all(action_state(local_stack, c, "action2") == "fulfilled" for c in contracts.values()),
+        lambda: all(
+            action_state(local_stack, c, DELIVERY_CRASHES[point][0]) == "fulfilled" for point, c in contracts.items()
+        ),
         deadline=150,
     )
     for point, contract_id in contracts.items():
-        effect = effects(local_stack, contract_id)["action2"]
-        assert effect["calls"] == DELIVERY_CRASHES[point], point
-        assert (
-            effect["idempotencyKey"] == f"{contract_id}/action2/{actions(local_stack, contract_id)['action2']['dueAt']}"
-        )
-        fulfilled = [e for e in audit_trail(local_stack, contract_id) if e.startswith("action:action2=fulfilled")]
+        action_name, calls = DELIVERY_CRASHES[point]
+        item = actions(local_stack, contract_id)[action_name]
+        effect = effects(local_stack, contract_id)[action_name]
+        assert effect["calls"] == calls, point
+        assert effect["idempotencyKey"] == f"{contract_id}/{action_name}/{item['dueAt']}"
+        fulfilled = [
+            e for e in audit_trail(local_stack, contract_id) if e.startswith(f"action:{action_name}=fulfilled")
+        ]
         assert len(fulfilled) == 1, point
+        if action_name == "rateChange":
+            entry = ucp_contracts(local_stack)[contract_id]
+            assert entry["interestRate"] == Decimal(str(NEW_RATE))
+            assert entry["rateChange"]["idempotencyKey"] == effect["idempotencyKey"]
+            # Set by the crashed attempt, within its lease: the takeover (after the lease) did not set it again.
+            assert parse_isoformat(entry["rateChange"]["at"]) < parse_isoformat(item["claimedAt"]) + LEASE
 
 
 def action_state(local_stack: LocalStack, contract_id: str, name: str) -> str | None:
@@ -374,7 +398,9 @@ def async_executions(local_stack: LocalStack, contract_id: str) -> list[dict[str
     executions = local_stack.client("stepfunctions").list_executions(
         stateMachineArn=local_stack.outputs["EnrollmentAsyncStateMachineArn"]
     )["executions"]
-    return [e for e in executions if e["name"].startswith(contract_id)]
+    # Named `<contractId>-<digest>` or `<contractId>-redrive-<token>`: a prefix alone would also match
+    # another contract whose id starts with this one.
+    return [e for e in executions if e["name"].rpartition("-")[0] in (contract_id, f"{contract_id}-redrive")]
 
 
 def confirmed(local_stack: LocalStack, contract_id: str) -> bool:
@@ -436,14 +462,14 @@ def test_a_stream_consumer_that_dies_after_its_claim_is_redriven_by_the_reconcil
 
 @pytest.mark.parametrize(
     ("function_name", "point"),
-    [("DataLambda", "after-start"), ("ScheduleHook", faults.AFTER)],
+    [("DataLambda", "after-start"), ("DataLambda", faults.AFTER), ("ScheduleHook", faults.AFTER)],
 )
 def test_a_crash_after_an_eventual_write_is_retried_without_a_second_effect(
     local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults, function_name: str, point: str
 ) -> None:
-    """DataLambda started the run, then died: the redelivered record finds the mark and starts no second
-    run. ScheduleHook created the hook, then died: the retried step finds this hook under its name and
-    creates no second one."""
+    """DataLambda started the run (or also wrote its audit entry, its last write), then died: the
+    redelivered record finds the mark and starts no second run. ScheduleHook created the hook, then
+    died: the retried step finds this hook under its name and creates no second one."""
     contract_id = f"FI-{function_name}-{point}"
     fault.arm(function_name, 1, at=point)
 
@@ -454,6 +480,10 @@ def test_a_crash_after_an_eventual_write_is_retried_without_a_second_effect(
     assert len(async_executions(local_stack, contract_id)) == 1
     assert action_state(local_stack, contract_id, "action1") == "scheduled"
     assert hook_exists(local_stack, contract_id, "action1")
+    # The redelivered record writes nothing either (a crash between the start and its audit entry, the
+    # start's last write, leaves that entry unwritten).
+    started = [e for e in audit_trail(local_stack, contract_id) if e.startswith("eventual-workflow=")]
+    assert started == ([] if point == "after-start" else ["eventual-workflow=started: 1 hooks to schedule"])
 
 
 def test_schedule_hook_faults_transient_then_persistent_then_the_reconciler_redrives(
@@ -531,6 +561,7 @@ def test_a_hook_delivery_that_crashes_after_its_effect_is_finished_once_with_the
 CANCEL_POINTS = [
     "cancel-after-cancelling",
     "cancel-after-hook-deleted",
+    "cancel-after-action-cancelled",  # the first action cancelled, the next one's hook not deleted yet
     "cancel-after-actions",
     "cancel-after-ucp",
     faults.AFTER,

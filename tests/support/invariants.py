@@ -108,7 +108,8 @@ def _effects_once_and_only_while_enrolled(world: World) -> list[str]:
         label = f"effect {effect['idempotencyKey']}"
         item = items.get(key, {})
         if effect["idempotencyKey"] != f"{key[0]}/{key[1]}/{item.get('dueAt')}":
-            continue  # an earlier enrollment's action (its item was replaced): checked against its offer below
+            found += _effect_of_an_earlier_enrollment(world, effect)  # its item was replaced by a later one
+            continue
         performed.add(key)
         if item.get("state") not in {"fulfilled", "running"}:
             found.append(f"{label} but its action is {item.get('state')}")
@@ -122,6 +123,45 @@ def _effects_once_and_only_while_enrolled(world: World) -> list[str]:
         if item["state"] == "fulfilled" and key not in performed:
             found.append(f"action {key[0]}/{key[1]} is fulfilled without its effect")
     return found
+
+
+def _effect_of_an_earlier_enrollment(world: World, effect: dict[str, Any]) -> list[str]:
+    """An effect whose key names another due time than its action's item: the effect of an earlier
+    enrollment of the contract, whose item a later enrollment replaced. It must have been claimed while
+    that enrollment stood, before the revert (or cancel) that ended it. A revert ended every earlier
+    enrollment (a cancelled contract is never enrolled again); the audit keeps each one (`revert` entries
+    at the time the offer went `failed`).
+
+    Which enrollment: its enrollment date is the one of the publication that planned the action at that
+    due time (an eventual action), else the due time itself (a same-day action is due on its enrollment
+    date). Its commit is the first `enroll` entry from that date on (a run commits after it starts), and
+    its end the first revert or cancel request after that commit."""
+    contract_id, action_name, due = effect["contractId"], effect["actionName"], effect["idempotencyKey"].rsplit("/")[-1]
+    label = f"effect {effect['idempotencyKey']}"
+    started = _planned_enrollment_date(world, contract_id, action_name, due) or due
+    trail = [e for e in world.audit if e["contractId"] == contract_id]
+    commits = sorted(e["at"] for e in trail if e["step"] == "enroll" and e["outcome"].startswith("enrolled"))
+    commit = next((at for at in commits if at >= started), None)
+    if commit is None:
+        return [f"{label} is of no enrollment: no commit of {contract_id} from {started} on"]
+    offer = world.offers.get(contract_id, {})
+    ends = sorted([e["at"] for e in trail if e["step"] == "revert"] + [offer.get("cancelRequestedAt") or ""])
+    end = next((at for at in ends if at > commit), None)
+    if end is None:
+        return [f"{label} is of an enrollment committed at {commit} that nothing ended, yet its item is replaced"]
+    if effect["claimedAt"] >= end:
+        return [f"{label} claimed at {effect['claimedAt']}, after its enrollment (committed {commit}) ended at {end}"]
+    return []
+
+
+def _planned_enrollment_date(world: World, contract_id: str, action_name: str, due: str) -> str | None:
+    for record in world.stream:
+        if not isinstance(record, dict) or record.get("contractId") != contract_id:
+            continue
+        for action in record.get("eventualActions") or []:
+            if isinstance(action, dict) and (action.get("name"), action.get("dueAt")) == (action_name, due):
+                return record.get("enrollmentDate")
+    return None
 
 
 def _scheduled_without_a_live_hook(world: World) -> list[str]:

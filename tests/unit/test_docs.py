@@ -1,4 +1,5 @@
-"""README.md and docs/: every page's bash blocks are run by the README test, and every link resolves."""
+"""README.md and docs/: every page's bash blocks are run by the README test, every link resolves, and
+README.md and docs/api.md list exactly the supported actions."""
 
 from __future__ import annotations
 
@@ -45,3 +46,28 @@ def test_relative_links_point_to_files_and_headings_that_exist() -> None:
             assert linked.exists(), (page, target)
             if anchor:
                 assert anchor in _anchors(linked.read_text()), (page, target, anchor)
+
+
+_SUPPORTED_LINE = re.compile(r"^Supported actions: (?P<line>.+)$", re.M)
+_ACTIONS_BULLET = re.compile(r"^- (?P<names>(?:`[A-Za-z0-9_]+`(?:, )?)+):", re.M)
+
+
+def _quoted_names(text: str) -> set[str]:
+    return set(re.findall(r"`([A-Za-z0-9_]+)`", text))
+
+
+def test_the_readme_lists_exactly_the_supported_actions_and_the_400_for_any_other() -> None:
+    from enrollment.action_names import SUPPORTED_ACTIONS
+
+    [line] = [m["line"] for m in _SUPPORTED_LINE.finditer((ROOT / "README.md").read_text())]
+    assert _quoted_names(line) - {"400"} == set(SUPPORTED_ACTIONS)
+    assert "any other action name gets `400` naming it" in line
+
+
+def test_the_api_reference_describes_every_supported_action_and_no_other() -> None:
+    from enrollment.action_names import SUPPORTED_ACTIONS
+
+    described = {
+        name for m in _ACTIONS_BULLET.finditer((ROOT / "docs/api.md").read_text()) for name in _quoted_names(m["names"])
+    }
+    assert described == set(SUPPORTED_ACTIONS)

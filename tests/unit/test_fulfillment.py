@@ -136,6 +136,90 @@ def test_a_crash_after_the_effect_is_finished_with_the_same_key_once_the_lease_l
     assert (item["state"], item["attempts"], item["claimToken"]) == ("fulfilled", 2, "t3")
 
 
+class Crash(BaseException):
+    """The function dies mid-performance (a timeout, out of memory): no handler of the code runs."""
+
+
+def test_a_delivery_that_crashes_after_its_claim_every_time_ends_failed_after_three_attempts(
+    enrollment_tables: Tables, rate_change: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    performed: list[str] = []
+
+    def effect_then_crash(job: fulfillment.Performance) -> dict[str, Any]:
+        performed.append(job.idempotency_key)
+        job.record_effect()
+        raise Crash("the function timed out")
+
+    monkeypatch.setitem(fulfillment.REGISTRY, "rateChange", effect_then_crash)
+    clock = due_clock(rate_change)
+    for attempt in (1, 2, 3):
+        with pytest.raises(Crash):
+            deliver(enrollment_tables, rate_change, clock, f"t{attempt}")
+        assert action_item(enrollment_tables, "rateChange")["state"] == "running"
+        clock.advance(fulfillment.LEASE.total_seconds() + 1)
+
+    fourth = deliver(enrollment_tables, rate_change, clock, "t4")
+
+    assert (fourth["status"], fourth["duplicate"]) == ("failed", False)
+    assert fourth["reason"] == (
+        "not performed again: 3 attempts claimed it, none completed (the last crashed after its claim)"
+    )
+    assert len(performed) == 3, "the handler is not run again"
+    [effect] = effects(enrollment_tables)
+    assert effect["calls"] == 3, "the downstream is not called again"
+    item = action_item(enrollment_tables, "rateChange")
+    assert (item["state"], item["failureReason"], item["claimToken"]) == ("failed", fourth["reason"], "t4")
+    audit = [e for e in enrollment_tables.audit.scan()["Items"] if e["step"] == "action:rateChange"]
+    assert [e["outcome"] for e in audit] == ["failed (hook)"]
+    assert (deliver(enrollment_tables, rate_change, clock, "t5")["status"]) == "failed", "and it stays failed"
+
+
+def test_a_rate_change_that_crashes_between_the_ucp_and_its_effect_sets_the_rate_once(
+    enrollment_tables: Tables, rate_change: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def die_after_the_rate(point: str) -> None:
+        if point == "after-rate":
+            raise Crash("the function died after setting the rate")
+
+    real_checkpoint = fulfillment.faults.checkpoint
+    monkeypatch.setattr(fulfillment.faults, "checkpoint", die_after_the_rate)
+    clock = due_clock(rate_change)
+    first_attempt = isoformat(clock())
+    with pytest.raises(Crash):
+        deliver(enrollment_tables, rate_change, clock, "t1")
+    monkeypatch.setattr(fulfillment.faults, "checkpoint", real_checkpoint)
+    assert effects(enrollment_tables) == []
+
+    clock.advance(fulfillment.LEASE.total_seconds() + 1)
+    retried = deliver(enrollment_tables, rate_change, clock, "t2")
+
+    assert (retried["status"], retried["duplicate"]) == ("fulfilled", False)
+    key = f"{CONTRACT}/rateChange/{rate_change['dueAt']}"
+    contract = enrollment_tables.ucp.get_item(Key={"accountId": "A-100"})["Item"]["contracts"][CONTRACT]
+    assert (str(contract["interestRate"]), contract["rateChange"]) == (
+        "0.0499",
+        {"idempotencyKey": key, "at": first_attempt},
+    ), "the retry with the same key does not set the rate again"
+    [effect] = effects(enrollment_tables)
+    assert (effect["idempotencyKey"], effect["calls"]) == (key, 1)
+
+
+def test_setting_a_rate_with_another_key_replaces_it_and_the_same_key_changes_nothing(
+    enrollment_tables: Tables, enrolled: dict[str, Any]
+) -> None:
+    from decimal import Decimal
+
+    first = parse_isoformat(enrolled["enrollmentDate"])
+    later = first + timedelta(days=1)
+    assert store.set_contract_rate(enrollment_tables, "A-100", CONTRACT, Decimal("0.04"), "k1", first) is True
+    assert store.set_contract_rate(enrollment_tables, "A-100", CONTRACT, Decimal("0.05"), "k1", later) is False
+    contract = enrollment_tables.ucp.get_item(Key={"accountId": "A-100"})["Item"]["contracts"][CONTRACT]
+    assert (contract["interestRate"], contract["rateChange"]["at"]) == (Decimal("0.04"), isoformat(first))
+    assert store.set_contract_rate(enrollment_tables, "A-100", CONTRACT, Decimal("0.05"), "k2", later) is True
+    contract = enrollment_tables.ucp.get_item(Key={"accountId": "A-100"})["Item"]["contracts"][CONTRACT]
+    assert (contract["interestRate"], contract["rateChange"]["idempotencyKey"]) == (Decimal("0.05"), "k2")
+
+
 def test_a_failing_performance_gives_the_claim_back_then_fails_on_the_third_attempt(
     enrollment_tables: Tables, rate_change: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -90,7 +90,7 @@ def test_only_contract_ids_get_names(contract_id: str) -> None:
         hooks.schedule_name(contract_id, "action1")
 
 
-@pytest.mark.parametrize("name", ["C-1-action1", ".abc", "C"])
+@pytest.mark.parametrize("name", ["C-1-action1", ".abc", "C", "daily.report", "C-1." + "A" * hooks.DIGEST_CHARS])
 def test_contract_id_of_refuses_other_names(name: str) -> None:
     with pytest.raises(ValueError, match="not a hook's schedule name"):
         hooks.contract_id_of(name)

@@ -131,6 +131,65 @@ def test_an_interrupted_cancel_is_finished_by_its_retry_with_the_same_answer(
     assert len(cancels) == 1
 
 
+def set_ucp_contracts(tables: Tables, contracts: dict[str, Any]) -> None:
+    tables.ucp.update_item(
+        Key={"accountId": "A-100"},
+        UpdateExpression="SET contracts = :contracts",
+        ExpressionAttributeValues={":contracts": contracts},
+    )
+
+
+def test_a_contract_the_ucp_lost_is_cancelled_and_its_audit_entry_says_the_ucp_had_no_entry(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
+) -> None:
+    """A re-seed of the account wiped its contracts: the cancel completes instead of failing forever."""
+    schedule_all(enrollment_tables, scheduler, enrolled)
+    set_ucp_contracts(enrollment_tables, {})
+
+    answer = manage.cancel_enrollment(enrollment_tables, scheduler, GROUP, CONTRACT)
+
+    assert answer["outcome"] == "cancelled"
+    assert offer_item(enrollment_tables)["status"] == "cancelled"
+    assert hook_names(scheduler) == []
+    [cancel] = [e for e in store.audit_trail(enrollment_tables, CONTRACT) if e["step"] == "cancel"]
+    assert cancel["outcome"].endswith("; the UCP had no entry for the contract")
+    assert cancel["details"]["ucpEntry"] == "absent"
+    assert enrollment_tables.ucp.get_item(Key={"accountId": "A-100"})["Item"]["contracts"] == {}, "nothing made up"
+    assert manage.cancel_enrollment(enrollment_tables, scheduler, GROUP, CONTRACT) == answer
+
+
+def test_a_cancel_the_reconciler_finishes_completes_when_the_ucp_lost_the_contract(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
+) -> None:
+    confirm_start(enrollment_tables)
+    store.start_cancel(enrollment_tables, CONTRACT, STARTED)
+    set_ucp_contracts(enrollment_tables, {})
+
+    assert run(enrollment_tables, scheduler)["cancelsFinished"] == [CONTRACT]
+    assert offer_item(enrollment_tables)["status"] == "cancelled"
+
+
+@pytest.mark.parametrize(
+    ("contracts", "refusal"),
+    [({CONTRACT: {"status": "suspended"}}, "holds contract C-1001 as 'suspended'"), (None, "has no account A-100")],
+)
+def test_a_cancel_fails_when_the_ucp_holds_the_contract_in_another_state_or_lost_the_account(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any, contracts: Any, refusal: str
+) -> None:
+    from commonlib.errors import ConditionNotMetError
+
+    if contracts is None:
+        enrollment_tables.ucp.delete_item(Key={"accountId": "A-100"})
+    else:
+        set_ucp_contracts(enrollment_tables, contracts)
+
+    with pytest.raises(ConditionNotMetError, match=refusal):
+        manage.cancel_enrollment(enrollment_tables, scheduler, GROUP, CONTRACT)
+
+    assert offer_item(enrollment_tables)["status"] == "cancelling", "its retry finds it to finish"
+    assert not [e for e in store.audit_trail(enrollment_tables, CONTRACT) if e["step"] == "cancel"]
+
+
 def test_a_cancel_nobody_retries_is_finished_by_the_reconciler(
     enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
 ) -> None:
@@ -331,3 +390,247 @@ def test_a_repair_that_fails_does_not_stop_the_others_and_fails_the_run(
     ), "the other repairs were made"
     assert action_state(enrollment_tables, "action1") == "scheduled", "a transient failure fails no action"
     assert f"{CONTRACT}/action100 (scheduled)" in failed.value.details["report"]["hooksRecreated"]
+
+
+def test_a_schedule_in_the_hooks_group_that_is_no_hook_is_reported_left_alone_and_the_sweep_goes_on(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
+) -> None:
+    schedule_all(enrollment_tables, scheduler, enrolled)
+    foreign = ["daily-report", "daily.report"]
+    for name in foreign:
+        scheduler.create_schedule(
+            GroupName=GROUP,
+            Name=name,
+            ScheduleExpression="rate(1 day)",
+            FlexibleTimeWindow={"Mode": "OFF"},
+            Target={"Arn": TARGET.function_arn, "RoleArn": TARGET.role_arn, "Input": "{}"},
+        )
+    enrollment_tables.offers.update_item(
+        Key={"OfferId": CONTRACT},
+        UpdateExpression="SET #status = :failed",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={":failed": "failed"},
+    )
+
+    report = run(enrollment_tables, scheduler)
+
+    assert sorted(report["foreignSchedules"]) == foreign
+    assert len(report["hooksDeleted"]) == 3, "the hooks after the foreign schedules are repaired too"
+    assert hook_names(scheduler) == foreign, "never deleted"
+    assert report["repairs"] == len(report["hooksDeleted"]) + len(report["actionsCancelled"])
+
+
+# ---------------------------------------------------------------- a crash after any of its writes
+
+
+class Crash(BaseException):
+    """The function dies right after a write (a timeout, out of memory): no code of it runs on."""
+
+
+def crash_after_first_call(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> None:
+    real = getattr(owner, name)
+
+    def write_then_die(*args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(owner, name, real)
+        real(*args, **kwargs)
+        raise Crash(f"died after {name}")
+
+    monkeypatch.setattr(owner, name, write_then_die)
+
+
+def failed_contract(tables: Tables, scheduler: Any, enrolled: dict[str, Any]) -> None:
+    schedule_all(tables, scheduler, enrolled)
+    tables.offers.update_item(
+        Key={"OfferId": CONTRACT},
+        UpdateExpression="SET #status = :failed",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={":failed": "failed"},
+    )
+
+
+def lost_hooks(tables: Tables, scheduler: Any, enrolled: dict[str, Any]) -> None:
+    confirm_start(tables)
+    schedule_all(tables, scheduler, enrolled)
+    scheduler.delete_schedule(GroupName=GROUP, Name=hooks.schedule_name(CONTRACT, "action1"))
+
+
+def unschedulable(tables: Tables, scheduler: Any, enrolled: dict[str, Any]) -> None:
+    confirm_start(tables)
+    schedule_hook(tables, CONTRACT, enrolled["eventualActions"][0])
+
+
+def interrupted_cancel(tables: Tables, scheduler: Any, enrolled: dict[str, Any]) -> None:
+    confirm_start(tables)
+    schedule_all(tables, scheduler, enrolled)
+    store.start_cancel(tables, CONTRACT, STARTED)
+
+
+def unconfirmed_start(tables: Tables, scheduler: Any, enrolled: dict[str, Any]) -> None:
+    store.mark_eventual_workflow(tables, CONTRACT, "died", STARTED)
+
+
+ALL_FOUR = ["action2", "action100", "action1", "rateChange"]
+# (what the first run finds, the write it dies right after, what holds once the next run has repaired it)
+CRASHES = {
+    "action cancelled": (failed_contract, (store, "cancel_waiting_action"), {"states": "cancelled", "hooks": 0}),
+    "hook deleted": (failed_contract, (manage, "delete_schedule"), {"states": "cancelled", "hooks": 0}),
+    "hook re-created": (lost_hooks, (hooks, "create_hook"), {"hooks": 4}),
+    "action failed": (unschedulable, (store, "fail_unscheduled_action"), {"states": "failed", "hooks": 0}),
+    "cancel step": (interrupted_cancel, (manage, "delete_schedule"), {"states": "cancelled", "hooks": 0}),
+    "re-drive claimed": (unconfirmed_start, (store, "mark_eventual_workflow"), {"starts": 1}),
+}
+
+
+@pytest.mark.parametrize("write", list(CRASHES))
+def test_a_reconciler_that_dies_after_any_write_is_finished_by_its_next_run(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any, monkeypatch: pytest.MonkeyPatch,
+    write: str,
+) -> None:  # fmt: skip
+    setup, (owner, name), expected = CRASHES[write]
+    setup(enrollment_tables, scheduler, enrolled)
+    if write == "action failed":
+        scheduler_refuses_every_hook(monkeypatch)
+    stepfunctions = RecordingStepFunctions()
+    crash_after_first_call(monkeypatch, owner, name)
+    with pytest.raises(Crash):
+        run(enrollment_tables, scheduler, stepfunctions)
+
+    # Past the grace of what the dead run left (a re-drive it claimed but never started).
+    later = LATER + GRACE + timedelta(seconds=1)
+    run(enrollment_tables, scheduler, stepfunctions, at=later)
+
+    states = {a["actionName"]: a["state"] for a in enrollment_tables.actions.scan()["Items"]}
+    if "states" in expected:
+        assert states == dict.fromkeys([a for a in ALL_FOUR if a in states], expected["states"]), states
+        assert "action2" in states
+    if "hooks" in expected:
+        assert len(hook_names(scheduler)) == expected["hooks"]
+    if "starts" in expected:
+        [start] = stepfunctions.starts
+        assert offer_item(enrollment_tables)["eventualWorkflow"]["executionName"] == start["name"]
+    if write == "cancel step":
+        assert offer_item(enrollment_tables)["status"] == "cancelled"
+    assert run(enrollment_tables, scheduler, stepfunctions, at=later + timedelta(seconds=1))["repairs"] == 0
+
+
+# ---------------------------------------------------------------- the function
+
+
+@pytest.fixture
+def reconcile_function(
+    enrollment_tables: Tables, scheduler: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Any:
+    """The Reconcile function's handler over the moto tables and scheduler; its earlier output dropped."""
+    from commonlib import aws as aws_clients
+
+    monkeypatch.setenv("RECONCILE_GRACE_SECONDS", str(int(GRACE.total_seconds())))
+    monkeypatch.setenv("ENROLLMENT_ASYNC_STATE_MACHINE_ARN", "arn:sm")
+    monkeypatch.setenv("SCHEDULE_GROUP_NAME", GROUP)
+    monkeypatch.setenv("FULFILL_ACTION_FUNCTION_ARN", TARGET.function_arn)
+    monkeypatch.setenv("SCHEDULER_ROLE_ARN", TARGET.role_arn)
+    monkeypatch.setenv("HOOK_DEAD_LETTER_QUEUE_ARN", TARGET.dead_letter_queue_arn)
+    aws_clients.client.cache_clear()
+    store.environment_tables.cache_clear()
+    from enrollment.eventual import handlers
+
+    capsys.readouterr()
+    return handlers.reconcile
+
+
+def emitted_metrics(capsys: pytest.CaptureFixture[str]) -> dict[str, float]:
+    """The metrics the function printed (its EMF documents), summed by name."""
+    metrics: dict[str, float] = {}
+    for line in capsys.readouterr().out.splitlines():
+        try:
+            document = json.loads(line)
+        except ValueError:
+            continue
+        for definition in document.get("_aws", {}).get("CloudWatchMetrics", [{}])[0].get("Metrics", []):
+            value = document[definition["Name"]]
+            metrics[definition["Name"]] = metrics.get(definition["Name"], 0) + sum(
+                value if isinstance(value, list) else [value]
+            )
+    return metrics
+
+
+def scheduler_refuses_every_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+    from commonlib.errors import DependencyError
+
+    def refused(*_: Any, **__: Any) -> Any:
+        raise DependencyError("CreateSchedule failed: ValidationException: the target is gone")
+
+    monkeypatch.setattr(hooks, "create_hook", refused)
+
+
+def test_actions_the_reconciler_fails_are_counted_in_the_action_failed_metric(
+    enrollment_tables: Tables, enrolled: dict[str, Any], reconcile_function: Any, lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    confirm_start(enrollment_tables)
+    schedule_hook(enrollment_tables, CONTRACT, enrolled["eventualActions"][0])  # no hook: it was lost
+    scheduler_refuses_every_hook(monkeypatch)
+
+    report = reconcile_function({"source": "aws.events"}, lambda_context)
+
+    # The same-day action2 (pending past its day) and the lost hook's action: neither gets a hook back.
+    assert len(report["actionsFailed"]) == 2
+    assert {action_state(enrollment_tables, a) for a in ("action2", enrolled["eventualActions"][0]["name"])} == {
+        "failed"
+    }
+    assert emitted_metrics(capsys)["ActionFailed"] == 2
+    assert [r.message for r in caplog.records if r.levelname == "ERROR"] == ["actions failed"]
+
+
+def test_a_run_that_fails_still_counts_the_actions_it_failed(
+    enrollment_tables: Tables, enrolled: dict[str, Any], reconcile_function: Any, lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    confirm_start(enrollment_tables)
+    scheduler_refuses_every_hook(monkeypatch)  # action2 (pending past its day) is failed
+    monkeypatch.setattr(manage, "delete_schedule", lambda *_: (_ for _ in ()).throw(ConnectionError("down")))
+    hooks_of_a_reverted_contract = "C-2002.aaaaaaaaaaaaaaaaaaaaaaa"
+    boto3.client("scheduler", region_name="us-east-1").create_schedule(
+        GroupName=GROUP,
+        Name=hooks_of_a_reverted_contract,
+        ScheduleExpression="rate(1 day)",
+        FlexibleTimeWindow={"Mode": "OFF"},
+        Target={"Arn": TARGET.function_arn, "RoleArn": TARGET.role_arn, "Input": "{}"},
+    )
+
+    with pytest.raises(reconcile.ReconcileError):
+        reconcile_function({"source": "aws.events"}, lambda_context)
+
+    assert emitted_metrics(capsys)["ActionFailed"] == 1
+
+
+def test_a_dry_run_counts_no_failed_action(
+    enrollment_tables: Tables, enrolled: dict[str, Any], reconcile_function: Any, lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    confirm_start(enrollment_tables)
+    scheduler_refuses_every_hook(monkeypatch)
+
+    report = reconcile_function({"dryRun": True}, lambda_context)
+
+    assert report["hooksRecreated"] == [f"{CONTRACT}/action2 (pending)"]
+    assert action_state(enrollment_tables, "action2") == "pending"
+    assert "ActionFailed" not in emitted_metrics(capsys)
+
+
+def test_the_function_logs_a_warning_naming_each_foreign_schedule(
+    enrollment_tables: Tables, reconcile_function: Any, scheduler: Any, lambda_context: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    scheduler.create_schedule(
+        GroupName=GROUP,
+        Name="daily-report",
+        ScheduleExpression="rate(1 day)",
+        FlexibleTimeWindow={"Mode": "OFF"},
+        Target={"Arn": TARGET.function_arn, "RoleArn": TARGET.role_arn, "Input": "{}"},
+    )
+
+    report = reconcile_function({"source": "aws.events"}, lambda_context)
+
+    assert (report["foreignSchedules"], report["repairs"]) == (["daily-report"], 0)
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert [getattr(r, "schedule", None) for r in warnings] == ["daily-report"]

@@ -396,6 +396,7 @@ def test_outputs_required_by_the_foundation() -> None:
         "CreateOrderFunctionArn",
         "HoldPaymentFunctionArn",
         "AcceptPaymentFunctionArn",
+        "ActionEffectsTableName",  # where the tests count the actions' effects
     } <= set(template()["Outputs"])
 
 

@@ -12,7 +12,8 @@ A second delivery finds the claim and does nothing. A delivery that crashed afte
 `running` action whose lease lapses; the next delivery (the reconciler re-creates its hook) takes the
 claim over and performs it again with the same key, so the downstream system performs it once. A
 performance that raises gives the claim back and raises, so the delivery is retried; the third failed
-attempt ends the action `failed` with the error as its reason.
+attempt ends the action `failed` with the error as its reason. A delivery that takes over a claim
+after `MAX_ATTEMPTS` deliveries crashed holding it ends the action `failed` without performing it.
 
 A payload that is not a fulfillment request (`InvalidHookPayload`), or names an action no contract
 enrolled (`ActionNotEnrolled`), is rejected by name as data (`status: rejected`), not raised:
@@ -104,6 +105,7 @@ def change_rate(job: Performance) -> dict[str, Any]:
     store.set_contract_rate(
         job.tables, account_id, job.contract_id, Decimal(str(new_rate)), job.idempotency_key, job.clock()
     )
+    faults.checkpoint("after-rate")
     job.record_effect()
     return {"effect": "interest rate changed", "newRate": new_rate}
 
@@ -147,11 +149,13 @@ def fulfil(
     state = item["state"]
     if state in store.ACTION_DONE:
         return _answer(name, state, item, duplicate=True)
+    claims = 0  # the claims before this one, when this delivery takes a lapsed claim over
     try:
         if state == store.ACTION_RUNNING:
             if item.get("leaseUntil", "") >= isoformat(now):
                 return _answer(name, state, item, duplicate=True)  # another delivery is performing it
             store.take_over_claim(tables, contract_id, name, item, token, now, LEASE)
+            claims = int(item.get("attempts", 0))
         elif item["dueAt"] > isoformat(now):
             return _answer(name, state, {"failureReason": f"not due until {item['dueAt']}"}, duplicate=True)
         else:
@@ -161,8 +165,28 @@ def fulfil(
     faults.checkpoint("after-claim")
     # The first claim's time (a takeover keeps it): when the action was committed to.
     claimed_at = item.get("claimedAt") or isoformat(now)
+    if claims >= MAX_ATTEMPTS:
+        # No claim completed and the last delivery died holding it (a timeout, out of memory): performed
+        # again it would most likely die the same way, while the reconciler re-creates its hook forever.
+        job = _performance(tables, contract_id, item, action.get("data") or {}, claimed_at, clock)
+        reason = f"not performed again: {claims} attempts claimed it, none completed (the last crashed after its claim)"
+        return _complete(tables, job, token, store.ACTION_FAILED, reason, correlation_id, trigger)
     return _perform(
         tables, contract_id, item, action.get("data") or {}, claimed_at, correlation_id, trigger, token, clock
+    )
+
+
+def _performance(
+    tables: Tables, contract_id: str, item: dict[str, Any], data: dict[str, Any], claimed_at: str, clock: Clock
+) -> Performance:
+    name = item["actionName"]
+    return Performance(
+        tables=tables,
+        contract_id=contract_id,
+        action={"name": name, "offset": item.get("offset"), "dueAt": item["dueAt"], "data": data},
+        idempotency_key=idempotency_key(contract_id, name, item["dueAt"]),
+        claimed_at=claimed_at,
+        clock=clock,
     )
 
 
@@ -178,14 +202,7 @@ def _perform(
     clock: Clock,
 ) -> FulfillmentAnswer:
     name = item["actionName"]
-    job = Performance(
-        tables=tables,
-        contract_id=contract_id,
-        action={"name": name, "offset": item.get("offset"), "dueAt": item["dueAt"], "data": data},
-        idempotency_key=idempotency_key(contract_id, name, item["dueAt"]),
-        claimed_at=claimed_at,
-        clock=clock,
-    )
+    job = _performance(tables, contract_id, item, data, claimed_at, clock)
     handler = REGISTRY.get(name)
     if handler is None:
         return _complete(tables, job, token, store.ACTION_FAILED, f"no handler is registered for action {name!r}",

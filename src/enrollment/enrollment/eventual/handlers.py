@@ -119,15 +119,29 @@ def reconcile(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         hook_target=_hook_target(hooks),
         dry_run=bool(isinstance(event, dict) and event.get("dryRun")),
     )
-    report = reconciler.reconcile(
-        store.environment_tables(), aws.client("scheduler"), aws.client("stepfunctions"), settings
-    )
+    try:
+        report = reconciler.reconcile(
+            store.environment_tables(), aws.client("scheduler"), aws.client("stepfunctions"), settings
+        )
+    except reconciler.ReconcileError as error:
+        _count_failed_actions(error.details["report"]["actionsFailed"], settings.dry_run)  # made before it failed
+        raise
+    _count_failed_actions(report["actionsFailed"], settings.dry_run)
     metrics.add_metric(name="ReconcilerRepairs", unit="Count", value=0 if settings.dry_run else report["repairs"])
+    for name in report["foreignSchedules"]:
+        logger.warning("a schedule in the hooks' group is no hook: left alone", extra={"schedule": name})
     if report["repairs"]:
         logger.warning("reconciler found faults to repair", extra={"report": report})
     else:
         logger.info("reconciler found nothing to repair")
     return report
+
+
+def _count_failed_actions(failed: list[str], dry_run: bool) -> None:
+    """The actions the reconciler failed (their hook could not be re-created) alarm like any other."""
+    if failed and not dry_run:
+        metrics.add_metric(name="ActionFailed", unit="Count", value=len(failed))
+        logger.error("actions failed", extra={"actions": failed})
 
 
 def _hook_target(hooks: Any) -> Any:

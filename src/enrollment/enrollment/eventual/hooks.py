@@ -25,6 +25,7 @@ CONTRACT_ID_MAX = 40  # enrollment.model.Identifier
 SEPARATOR = "."  # never in a contract id
 DIGEST_CHARS = SCHEDULE_NAME_MAX - CONTRACT_ID_MAX - len(SEPARATOR)  # 23 base32 characters: 115 bits
 _CONTRACT_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_-]{{0,{CONTRACT_ID_MAX - 1}}}")
+_DIGEST = re.compile(rf"[a-z2-7]{{{DIGEST_CHARS}}}")  # lowercase base32
 
 
 class ScheduleNameConflictError(ConditionNotMetError):
@@ -47,9 +48,10 @@ def schedule_name(contract_id: str, action_name: str) -> str:
 
 
 def contract_id_of(name: str) -> str:
-    """The contract a hook's schedule belongs to, read from its name."""
-    contract_id, separator, _ = name.partition(SEPARATOR)
-    if not separator or not _CONTRACT_ID.fullmatch(contract_id):
+    """The contract a hook's schedule belongs to, read from its name. Any other name (a schedule someone
+    else put in the group) raises `ValueError`, digest included, so it is never taken for a hook."""
+    contract_id, separator, digest = name.partition(SEPARATOR)
+    if not separator or not _CONTRACT_ID.fullmatch(contract_id) or not _DIGEST.fullmatch(digest):
         raise ValueError(f"not a hook's schedule name: {name!r}")
     return contract_id
 

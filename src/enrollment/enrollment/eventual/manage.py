@@ -126,7 +126,8 @@ def cancel_enrollment(
     claim; then each waiting action's hook is deleted and the action cancelled, the UCP entry is
     cancelled, and one transaction makes the offer `cancelled` with this answer and its audit entry.
     Every step is idempotent, so a retry (or the reconciler) finishes an interrupted cancel, and a
-    cancelled contract answers what its cancel answered.
+    cancelled contract answers what its cancel answered. A contract the UCP holds no entry for (it was
+    lost there) counts as cancelled there, and its audit entry says so.
 
     An action already `running` was claimed before the cancel: it completes and is reported among the
     completed actions. Outcomes: `cancelled`, `not_found` (also for a contract that is not
@@ -158,25 +159,23 @@ def cancel_enrollment(
             cancel = {"name": name, "offset": action["offset"], "dueAt": action.get("dueAt")}
             try:
                 store.cancel_action(tables, contract_id, cancel, correlation_id, now)
-                action["state"] = store.ACTION_CANCELLED
             except ConditionNotMetError:  # claimed or cancelled meanwhile: report what it is now
                 action = store.get_action(tables, contract_id, name) or action
+            else:
+                action["state"] = store.ACTION_CANCELLED
+                faults.checkpoint("cancel-after-action-cancelled")
         if action["state"] == store.ACTION_CANCELLED:
             cancelled.append(name)
         else:
             completed.append({"name": name, "state": action["state"]})
     faults.checkpoint("cancel-after-actions")
-    store.cancel_ucp_contract(tables, offer["offer"]["accountId"], contract_id)
+    ucp = store.cancel_ucp_contract(tables, offer["offer"]["accountId"], contract_id)
     faults.checkpoint("cancel-after-ucp")
     outcome = {"cancelledActions": cancelled, "completedActions": completed}
-    entry = store.audit_entry(
-        contract_id,
-        "cancel",
-        f"cancelled: {len(cancelled)} pending actions cancelled, {len(completed)} already done or in flight",
-        correlation_id,
-        now,
-        details=outcome,
-    )
+    summary = f"cancelled: {len(cancelled)} pending actions cancelled, {len(completed)} already done or in flight"
+    if ucp == store.UCP_ABSENT:
+        summary += "; the UCP had no entry for the contract"
+    entry = store.audit_entry(contract_id, "cancel", summary, correlation_id, now, details={**outcome, "ucpEntry": ucp})
     try:
         store.finish_cancel(tables, contract_id, outcome, entry, now)
     except ConditionNotMetError:  # a concurrent cancel finished first: answer what it recorded

@@ -15,8 +15,10 @@ repairs, once a fault has had `grace` to clear by itself:
 - a waiting action of a contract that is no longer enrolled (reverted): cancelled;
 - a hook of a contract that is not enrolled: deleted.
 
-An action whose hook cannot be created is failed with the reason, which the `ActionFailed` alarm
-reports. Every repair is audited on its contract (`reconcile`) and counted in the answer.
+An action whose hook cannot be created is failed with the reason (`actionsFailed`: the function counts
+them in the `ActionFailed` metric, which alarms). Every repair is audited on its contract (`reconcile`)
+and counted in the answer. A schedule in the hooks' group whose name is not a hook's is reported
+(`foreignSchedules`) and left alone.
 """
 
 from __future__ import annotations
@@ -51,9 +53,11 @@ class Report:
     actionsCancelled: list[str] = field(default_factory=list)  # noqa: N815
     actionsFailed: list[str] = field(default_factory=list)  # noqa: N815
     hooksDeleted: list[str] = field(default_factory=list)  # noqa: N815
+    # Schedules in the hooks' group whose names are no hook's: reported, never deleted (not ours to judge).
+    foreignSchedules: list[str] = field(default_factory=list)  # noqa: N815
 
     def repairs(self) -> int:
-        return sum(len(found) for found in vars(self).values())
+        return sum(len(found) for name, found in vars(self).items() if name != "foreignSchedules")
 
 
 def reconcile(
@@ -84,7 +88,11 @@ def reconcile(
         label = f"{contract_id}/{action['actionName']}"
         attempt(label, _check_action, tables, scheduler, settings, offers[contract_id], action, report, clock)
     for name in _hook_names(scheduler, settings.hook_target.schedule_group):
-        contract_id = hooks.contract_id_of(name)
+        try:
+            contract_id = hooks.contract_id_of(name)
+        except ValueError:
+            report.foreignSchedules.append(name)
+            continue
         if contract_id not in offers:
             offers[contract_id] = store.get_offer(tables, contract_id)
         status = (offers[contract_id] or {}).get("status")
@@ -189,12 +197,12 @@ def _check_action(
     except TransientDependencyError:
         raise  # the run fails (its alarm) after its other repairs, and the next run tries again
     except DomainError as error:
-        report.actionsFailed.append(label)
         reason = f"the hook could not be re-created: {error.message}"
         try:
             store.fail_unscheduled_action(tables, contract_id, name, reason, now)
         except ConditionNotMetError:
-            return
+            return  # claimed or ended meanwhile: not failed here
+        report.actionsFailed.append(label)
     _audit(tables, offer, f"hook re-created for {name} ({action['state']})", clock)
 
 

@@ -72,6 +72,8 @@ from enrollment.store.tables import (
     storable,
 )
 from enrollment.store.ucp import (
+    UCP_ABSENT,
+    UCP_CANCELLED,
     cancel_ucp_contract,
     get_account,
     set_contract_rate,
@@ -95,6 +97,8 @@ __all__ = [
     "RECEIVED",
     "REJECTED",
     "REJECTIONS",
+    "UCP_ABSENT",
+    "UCP_CANCELLED",
     "VERIFIED",
     "Tables",
     "append_audit",
