@@ -433,17 +433,18 @@ def test_transient_fault_in_the_stream_consumer_is_retried_and_starts_the_workfl
     assert len(async_executions(local_stack, contract_id)) == 1
 
 
+@pytest.mark.parametrize("point", ["after-claim", "after-audit"])
 def test_a_stream_consumer_that_dies_after_its_claim_is_redriven_by_the_reconciler(
-    local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults
+    local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults, point: str
 ) -> None:
-    """DataLambda marks the offer's workflow as started, then dies before starting it: every redelivery of
-    the record finds the mark and starts nothing. The offer stays unconfirmed; the reconciler re-drives
-    it from the offer item."""
-    contract_id = "FI-Claim-DataLambda"
-    fault.arm("DataLambda", 1, at="after-claim")
+    """DataLambda marks the offer's workflow as started (and audits the start), then dies before starting
+    it: every redelivery of the record finds the mark and starts nothing. The offer stays unconfirmed; the
+    reconciler re-drives it from the offer item, and the audit trail shows every attempt."""
+    contract_id = f"FI-{point}-DataLambda"
+    fault.arm("DataLambda", 1, at=point)
 
     enroll_with_hooks(enrollment_api, contract_id, {"action1": 300, "action100": 200})
-    wait_until(lambda: fault.injected("DataLambda", at="after-claim") == 1, 60, "DataLambda to die after its claim")
+    wait_until(lambda: fault.injected("DataLambda", at=point) == 1, 60, f"DataLambda to die {point}")
     assert async_executions(local_stack, contract_id) == []
     assert not confirmed(local_stack, contract_id)
 
@@ -457,18 +458,22 @@ def test_a_stream_consumer_that_dies_after_its_claim_is_redriven_by_the_reconcil
     assert [e["name"] for e in async_executions(local_stack, contract_id)] == [
         offer_item(local_stack, contract_id)["eventualWorkflow"]["executionName"]
     ]
-    assert any(e.startswith("reconcile=eventual workflow re-driven") for e in audit_trail(local_stack, contract_id))
+    trail = audit_trail(local_stack, contract_id)
+    assert any(e.startswith("reconcile=eventual workflow re-driven") for e in trail)
+    attempts = [e for e in trail if e.startswith("eventual-workflow=")]
+    first = ["eventual-workflow=starting: 2 hooks to schedule"] if point == "after-audit" else []
+    assert attempts == [*first, "eventual-workflow=re-driving: 2 hooks to schedule"]
 
 
 @pytest.mark.parametrize(
     ("function_name", "point"),
-    [("DataLambda", "after-start"), ("DataLambda", faults.AFTER), ("ScheduleHook", faults.AFTER)],
+    [("DataLambda", "after-start"), ("ScheduleHook", faults.AFTER)],
 )
 def test_a_crash_after_an_eventual_write_is_retried_without_a_second_effect(
     local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults, function_name: str, point: str
 ) -> None:
-    """DataLambda started the run (or also wrote its audit entry, its last write), then died: the
-    redelivered record finds the mark and starts no second run. ScheduleHook created the hook, then
+    """DataLambda audited and started the run (its last write), then died: the redelivered record finds
+    the mark and starts no second run. ScheduleHook created the hook, then
     died: the retried step finds this hook under its name and creates no second one."""
     contract_id = f"FI-{function_name}-{point}"
     fault.arm(function_name, 1, at=point)
@@ -480,10 +485,9 @@ def test_a_crash_after_an_eventual_write_is_retried_without_a_second_effect(
     assert len(async_executions(local_stack, contract_id)) == 1
     assert action_state(local_stack, contract_id, "action1") == "scheduled"
     assert hook_exists(local_stack, contract_id, "action1")
-    # The redelivered record writes nothing either (a crash between the start and its audit entry, the
-    # start's last write, leaves that entry unwritten).
+    # The start was audited once, before it; the redelivered record writes nothing.
     started = [e for e in audit_trail(local_stack, contract_id) if e.startswith("eventual-workflow=")]
-    assert started == ([] if point == "after-start" else ["eventual-workflow=started: 1 hooks to schedule"])
+    assert started == ["eventual-workflow=starting: 1 hooks to schedule"]
 
 
 def test_schedule_hook_faults_transient_then_persistent_then_the_reconciler_redrives(

@@ -394,7 +394,7 @@ def test_malformed_stream_records_are_rejected_by_name_audited_and_skipped(
         interval=1,
     )
     assert [e["outcome"] for e in status["audit"] if e["step"] == "eventual-workflow"] == [
-        "started: 1 hooks to schedule"
+        "starting: 1 hooks to schedule"
     ]
     shards = {shard for _, shard, _, _ in put.values()}
     [(shard, sequence)] = [

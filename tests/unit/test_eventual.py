@@ -7,6 +7,7 @@ from typing import Any
 import boto3
 import pytest
 
+from enrollment import store
 from enrollment.eventual import fulfillment, hooks, manage, stream
 from enrollment.eventual import handlers as eventual_handlers
 from enrollment.immediate import offers, publisher
@@ -91,6 +92,69 @@ def test_failed_start_releases_the_claim(enrollment_tables: Tables, enrolled: di
         stream.start_eventual_workflow(enrollment_tables, Failing(), "arn:sm", record_for(enrolled))
     retry = stream.start_eventual_workflow(enrollment_tables, RecordingStepFunctions(), "arn:sm", record_for(enrolled))
     assert retry["started"] is True
+
+
+def _eventual_workflow_entries(tables: Tables, contract_id: str) -> list[dict[str, Any]]:
+    return [e for e in store.audit_trail(tables, contract_id) if e["step"] == "eventual-workflow"]
+
+
+def test_the_start_is_audited_before_the_run_starts_naming_the_run(
+    enrollment_tables: Tables, enrolled: dict[str, Any]
+) -> None:
+    record = record_for(enrolled)
+
+    class AuditedFirst(RecordingStepFunctions):
+        def start_execution(self, **kwargs: Any) -> dict[str, Any]:
+            entries = _eventual_workflow_entries(enrollment_tables, record.contractId)
+            assert [e["details"]["executionName"] for e in entries] == [kwargs["name"]]
+            return super().start_execution(**kwargs)
+
+    stepfunctions = AuditedFirst()
+    assert stream.start_eventual_workflow(enrollment_tables, stepfunctions, "arn:sm", record)["started"] is True
+    assert len(stepfunctions.starts) == 1
+    [entry] = _eventual_workflow_entries(enrollment_tables, record.contractId)
+    assert entry["outcome"] == f"starting: {len(record.eventualActions)} hooks to schedule"
+
+
+def test_a_failed_audit_write_releases_the_claim_and_starts_nothing(
+    enrollment_tables: Tables, enrolled: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = record_for(enrolled)
+    stepfunctions = RecordingStepFunctions()
+
+    def unavailable(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("DynamoDB unavailable")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(stream.store, "append_audit", unavailable)
+        with pytest.raises(RuntimeError):
+            stream.start_eventual_workflow(enrollment_tables, stepfunctions, "arn:sm", record)
+    assert stepfunctions.starts == []
+    assert stream.start_eventual_workflow(enrollment_tables, stepfunctions, "arn:sm", record)["started"] is True
+    assert len(stepfunctions.starts) == 1
+    assert len(_eventual_workflow_entries(enrollment_tables, record.contractId)) == 1
+
+
+def test_a_crash_between_the_audit_and_the_start_keeps_the_mark_for_the_reconciler(
+    enrollment_tables: Tables, enrolled: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash raises nothing the function could act on: the mark stays, the redelivered record starts
+    nothing, and the audited attempt is what the reconciler's re-drive follows."""
+    record = record_for(enrolled)
+    stepfunctions = RecordingStepFunctions()
+
+    def crash_after_the_audit(point: str) -> None:
+        if point == "after-audit":
+            raise SystemExit("the function died")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(stream.faults, "checkpoint", crash_after_the_audit)
+        with pytest.raises(SystemExit):
+            stream.start_eventual_workflow(enrollment_tables, stepfunctions, "arn:sm", record)
+    redelivered = stream.start_eventual_workflow(enrollment_tables, stepfunctions, "arn:sm", record)
+    assert redelivered == {"started": False, "reason": stream.ALREADY_STARTED}
+    assert stepfunctions.starts == []
+    assert len(_eventual_workflow_entries(enrollment_tables, record.contractId)) == 1
 
 
 @pytest.mark.parametrize(

@@ -13,9 +13,11 @@ so it is skipped and never blocks the records behind it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -223,28 +225,53 @@ def start_eventual_workflow(
         return {"started": False, "reason": refused}
     faults.checkpoint("after-claim")
     workflow_input = async_workflow_input(record, clock())
-    try:
-        with aws_errors_as_domain_errors():
-            response = stepfunctions.start_execution(
-                stateMachineArn=state_machine_arn, name=name, input=json.dumps(workflow_input)
-            )
-    except Exception:
-        release_claim(tables, record.contractId, name, replacing)
-        raise
+    # Audited before the start, so that no run goes unaudited: a crash between the two leaves an
+    # unconfirmed mark, which the reconciler re-drives (and audits); a start that fails writes the
+    # entry again on its retry, one per attempt.
+    with _claim_released_on_failure(tables, record.contractId, name, replacing):
+        _audit_start(tables, record, workflow_input, name, replacing, clock)
+    faults.checkpoint("after-audit")
+    with _claim_released_on_failure(tables, record.contractId, name, replacing), aws_errors_as_domain_errors():
+        response = stepfunctions.start_execution(
+            stateMachineArn=state_machine_arn, name=name, input=json.dumps(workflow_input)
+        )
     faults.checkpoint("after-start")
+    return {"started": True, "executionArn": response["executionArn"]}
+
+
+@contextlib.contextmanager
+def _claim_released_on_failure(tables: Tables, contract_id: str, name: str, replacing: str | None) -> Iterator[None]:
+    """A write after the claim that raises gives the claim back, so the redelivered record tries again
+    at once (a crash, which raises nothing here, leaves the mark for the reconciler)."""
+    try:
+        yield
+    except Exception:
+        release_claim(tables, contract_id, name, replacing)
+        raise
+
+
+def _audit_start(
+    tables: Tables,
+    record: StreamRecord,
+    workflow_input: AsyncWorkflowInput,
+    name: str,
+    replacing: str | None,
+    clock: Clock,
+) -> None:
     with aws_errors_as_domain_errors():
         store.append_audit(
             tables,
             store.audit_entry(
                 record.contractId,
                 "eventual-workflow",
-                f"{'re-driven' if replacing else 'started'}: {len(workflow_input['hooks'])} hooks to schedule",
+                f"{'re-driving' if replacing else 'starting'}: {len(workflow_input['hooks'])} hooks to schedule",
                 record.correlationId,
                 clock(),
-                # The run's one audit item: the publication it consumed, each hook it schedules and when
-                # that fires. Whether each hook was created is on its action's item (`scheduled`, or
+                # The run's one audit item: the run, the publication it consumed, each hook it schedules and
+                # when that fires. Whether each hook was created is on its action's item (`scheduled`, or
                 # `failed` with the reason).
                 details={
+                    "executionName": name,
                     "steps": [
                         store.step(
                             "publish", record.publishedAt, f"published {len(record.eventualActions)} eventual actions"
@@ -257,7 +284,6 @@ def start_eventual_workflow(
                 },
             ),
         )
-    return {"started": True, "executionArn": response["executionArn"]}
 
 
 def handle_record(
