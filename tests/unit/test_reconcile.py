@@ -92,6 +92,16 @@ class FlakyScheduler:
         return self.scheduler.delete_schedule(**kwargs)
 
 
+def revert_offer(tables: Tables) -> None:
+    """The offer as a revert leaves it (`failed`), its actions and hooks untouched."""
+    tables.offers.update_item(
+        Key={"OfferId": CONTRACT},
+        UpdateExpression="SET #status = :failed",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={":failed": "failed"},
+    )
+
+
 def schedule_all(tables: Tables, scheduler: Any, enrolled: dict[str, Any]) -> None:
     for action in enrolled["eventualActions"]:
         schedule_hook(tables, CONTRACT, action)
@@ -309,12 +319,7 @@ def test_a_reverted_contracts_waiting_actions_are_cancelled_and_its_hooks_delete
     """The publication reached the stream although its answer was lost: the eventual workflow scheduled the
     hooks, then the immediate workflow reverted the enrollment (and crashed before cancelling them)."""
     schedule_all(enrollment_tables, scheduler, enrolled)
-    enrollment_tables.offers.update_item(
-        Key={"OfferId": CONTRACT},
-        UpdateExpression="SET #status = :failed",
-        ExpressionAttributeNames={"#status": "status"},
-        ExpressionAttributeValues={":failed": "failed"},
-    )
+    revert_offer(enrollment_tables)
 
     report = run(enrollment_tables, scheduler)
 
@@ -405,12 +410,7 @@ def test_a_schedule_in_the_hooks_group_that_is_no_hook_is_reported_left_alone_an
             FlexibleTimeWindow={"Mode": "OFF"},
             Target={"Arn": TARGET.function_arn, "RoleArn": TARGET.role_arn, "Input": "{}"},
         )
-    enrollment_tables.offers.update_item(
-        Key={"OfferId": CONTRACT},
-        UpdateExpression="SET #status = :failed",
-        ExpressionAttributeNames={"#status": "status"},
-        ExpressionAttributeValues={":failed": "failed"},
-    )
+    revert_offer(enrollment_tables)
 
     report = run(enrollment_tables, scheduler)
 
@@ -440,12 +440,7 @@ def crash_after_first_call(monkeypatch: pytest.MonkeyPatch, owner: Any, name: st
 
 def failed_contract(tables: Tables, scheduler: Any, enrolled: dict[str, Any]) -> None:
     schedule_all(tables, scheduler, enrolled)
-    tables.offers.update_item(
-        Key={"OfferId": CONTRACT},
-        UpdateExpression="SET #status = :failed",
-        ExpressionAttributeNames={"#status": "status"},
-        ExpressionAttributeValues={":failed": "failed"},
-    )
+    revert_offer(tables)
 
 
 def lost_hooks(tables: Tables, scheduler: Any, enrolled: dict[str, Any]) -> None:
