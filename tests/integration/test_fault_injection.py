@@ -562,6 +562,37 @@ def test_a_hook_delivery_that_crashes_after_its_effect_is_finished_once_with_the
     assert actions(local_stack, contract_id)["action1"]["attempts"] == 2
 
 
+def test_a_hook_delivery_that_died_holding_its_claim_performs_nothing_after_a_cancel(
+    local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults
+) -> None:
+    """The hook's delivery claimed action1 and died before its effect; the client cancelled meanwhile, and
+    the answer reports the action in flight. Once the lease lapses the reconciler's hook settles the claim:
+    the downstream has no effect under its key, so the action ends cancelled, never performed."""
+    contract_id = "FI-HookDiedCancel"
+    fault.arm("FulfillAction", 1, at="after-claim")
+
+    enroll_with_hooks(enrollment_api, contract_id, {"action1": 1})
+    wait_until(lambda: fault.injected("FulfillAction", at="after-claim") == 1, 90, "the hook to die holding its claim")
+    assert action_state(local_stack, contract_id, "action1") == "running"
+
+    cancel = request("DELETE", f"{enrollment_api.url}/{contract_id}", enrollment_api.api_key)
+    assert cancel.status == 200, cancel
+    assert cancel.body["completedActions"] == [{"name": "action1", "state": "running"}]
+
+    reconciled_until(local_stack, lambda: action_state(local_stack, contract_id, "action1") == "cancelled")
+    assert "action1" not in effects(local_stack, contract_id), "nothing performed after the cancel"
+    assert actions(local_stack, contract_id)["action1"]["failureReason"].startswith(
+        "not performed: the contract is cancelled"
+    )
+    # Its hook has done its work: the next sweep removes it like any other hook of a cancelled contract.
+    wait_until(
+        lambda: reconcile(local_stack) is not None and not hook_exists(local_stack, contract_id, "action1"),
+        30,
+        "the settled hook to be removed",
+        interval=5,
+    )
+
+
 CANCEL_POINTS = [
     "cancel-after-cancelling",
     "cancel-after-hook-deleted",

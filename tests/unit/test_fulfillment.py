@@ -325,6 +325,70 @@ def test_cancel_racing_a_claimed_action_reports_it_in_flight_never_both(
     assert action_item(enrollment_tables, "rateChange")["state"] == "fulfilled"
 
 
+def _cancel_while_a_dead_delivery_holds_the_claim(tables: Tables, clock: FixedClock) -> dict[str, Any]:
+    report = manage.cancel_enrollment(tables, NoHooks(), "hooks", CONTRACT, clock)
+    assert {"name": "rateChange", "state": "running"} in report["completedActions"], "reported in flight"
+    clock.advance(fulfillment.LEASE.total_seconds() + 1)
+    return report
+
+
+def test_a_claim_whose_delivery_died_before_its_effect_is_cancelled_not_performed_after_a_cancel(
+    enrollment_tables: Tables, rate_change: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def die_before_the_effect(job: fulfillment.Performance) -> dict[str, Any]:
+        raise Crash("the function timed out before calling the downstream")
+
+    clock = due_clock(rate_change)
+    with monkeypatch.context() as patched:
+        patched.setitem(fulfillment.REGISTRY, "rateChange", die_before_the_effect)
+        with pytest.raises(Crash):
+            deliver(enrollment_tables, rate_change, clock, "t1")
+    _cancel_while_a_dead_delivery_holds_the_claim(enrollment_tables, clock)
+
+    after_the_cancel = deliver(enrollment_tables, rate_change, clock, "t2")
+
+    assert (after_the_cancel["status"], after_the_cancel["duplicate"]) == ("cancelled", False)
+    assert after_the_cancel["reason"].startswith("not performed: the contract is cancelled")
+    assert effects(enrollment_tables) == [], "nothing is performed after the cancel"
+    contract = enrollment_tables.ucp.get_item(Key={"accountId": "A-100"})["Item"]["contracts"][CONTRACT]
+    assert "rateChange" not in contract, "the rate is not changed"
+    assert action_item(enrollment_tables, "rateChange")["state"] == "cancelled"
+    audit = [e for e in enrollment_tables.audit.scan()["Items"] if e["step"] == "action:rateChange"]
+    assert [e["outcome"] for e in audit] == ["cancelled (hook)"]
+
+
+def test_a_claim_whose_delivery_died_after_its_effect_is_fulfilled_with_the_same_key_after_a_cancel(
+    enrollment_tables: Tables, rate_change: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rate was set in the UCP before the delivery died: the downstream's lookup by key finds it, and
+    the performance is finished (its effect recorded once), never performed anew."""
+
+    def die_after_the_rate(point: str) -> None:
+        if point == "after-rate":
+            raise Crash("the function died after setting the rate")
+
+    clock = due_clock(rate_change)
+    with monkeypatch.context() as patched:
+        patched.setattr(fulfillment.faults, "checkpoint", die_after_the_rate)
+        with pytest.raises(Crash):
+            deliver(enrollment_tables, rate_change, clock, "t1")
+    set_at = enrollment_tables.ucp.get_item(Key={"accountId": "A-100"})["Item"]["contracts"][CONTRACT]["rateChange"]
+    _cancel_while_a_dead_delivery_holds_the_claim(enrollment_tables, clock)
+
+    after_the_cancel = deliver(enrollment_tables, rate_change, clock, "t2")
+
+    assert (after_the_cancel["status"], after_the_cancel["duplicate"]) == ("fulfilled", False)
+    contract = enrollment_tables.ucp.get_item(Key={"accountId": "A-100"})["Item"]["contracts"][CONTRACT]
+    assert contract["rateChange"] == set_at, "the rate was set once, before the cancel"
+    [effect] = effects(enrollment_tables)
+    assert (effect["idempotencyKey"], effect["calls"]) == (set_at["idempotencyKey"], 1)
+    assert action_item(enrollment_tables, "rateChange")["state"] == "fulfilled"
+
+
+def test_every_action_handler_has_a_lookup_by_idempotency_key() -> None:
+    assert set(fulfillment.PERFORMED) == set(fulfillment.REGISTRY)
+
+
 class NoHooks:
     """A scheduler with no schedule: every delete answers ResourceNotFoundException."""
 

@@ -11,7 +11,7 @@ import pytest
 
 from commonlib.clock import isoformat
 from enrollment import store
-from enrollment.eventual import hooks, manage, reconcile, stream
+from enrollment.eventual import fulfillment, hooks, manage, reconcile, stream
 from enrollment.immediate import offers, publisher
 from enrollment.store import Tables
 from tests.unit.enrollment_fixtures import EXECUTION, STARTED, FixedClock, RecordingStepFunctions, schedule_hook
@@ -311,6 +311,32 @@ def test_a_claim_whose_delivery_crashed_gets_a_hook_once_its_lease_lapsed(
     assert during["hooksRecreated"] == []
     assert after["hooksRecreated"] == [f"{CONTRACT}/action2 (running)"]
     assert action_state(enrollment_tables, "action2") == "running", "the hook's delivery takes the claim over"
+
+
+def test_a_lapsed_claim_of_a_cancelled_contract_keeps_the_hook_that_settles_it_without_performing(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
+) -> None:
+    """A delivery died holding its claim, then the contract was cancelled: the re-created hook is kept
+    (not deleted as a cancelled contract's), and its delivery settles the claim: nothing performed."""
+    confirm_start(enrollment_tables)
+    same_day = enrolled["immediateActions"][0]
+    store.claim_action(
+        enrollment_tables, CONTRACT, "action2", {"state": "pending", **same_day}, "crashed", STARTED, GRACE
+    )
+    manage.cancel_enrollment(enrollment_tables, scheduler, GROUP, CONTRACT, FixedClock(STARTED))
+    assert offer_item(enrollment_tables)["status"] == "cancelled"
+
+    report = run(enrollment_tables, scheduler)
+
+    assert report["hooksRecreated"] == [f"{CONTRACT}/action2 (running)"]
+    assert report["hooksDeleted"] == []
+    assert hook_names(scheduler) == [hooks.schedule_name(CONTRACT, "action2")]
+    delivery = hook_input(scheduler, CONTRACT, "action2")
+    settled = fulfillment.fulfil(
+        enrollment_tables, CONTRACT, delivery["action"], "corr", "hook", "t2", FixedClock(LATER)
+    )
+    assert settled["status"] == "cancelled"
+    assert enrollment_tables.effects.scan()["Items"] == []
 
 
 def test_a_reverted_contracts_waiting_actions_are_cancelled_and_its_hooks_deleted(

@@ -15,6 +15,12 @@ performance that raises gives the claim back and raises, so the delivery is retr
 attempt ends the action `failed` with the error as its reason. A delivery that takes over a claim
 after `MAX_ATTEMPTS` deliveries crashed holding it ends the action `failed` without performing it.
 
+A takeover after the contract left `enrolled` (it was cancelled, or reverted, while a delivery held
+the claim and died) performs nothing new: it asks the downstream system whether the dead delivery
+performed the action (each handler registers that lookup by idempotency key). Performed: the
+performance is finished with the same key (the downstream does nothing twice) and the action is
+`fulfilled`, as the cancel reported it in flight. Not performed: the action is `cancelled`.
+
 A payload that is not a fulfillment request (`InvalidHookPayload`), or names an action no contract
 enrolled (`ActionNotEnrolled`), is rejected by name as data (`status: rejected`), not raised:
 retrying cannot help. The rejection is audited in the `store.REJECTIONS` partition.
@@ -83,18 +89,34 @@ class Performance:
 
 
 ActionHandler = Callable[[Performance], dict[str, Any]]
+PerformedLookup = Callable[[Performance], bool]
 REGISTRY: dict[str, ActionHandler] = {}
+PERFORMED: dict[str, PerformedLookup] = {}
 
 
-def action_handler(name: str) -> Callable[[ActionHandler], ActionHandler]:
+def action_handler(name: str, performed: PerformedLookup) -> Callable[[ActionHandler], ActionHandler]:
+    """Register the handler of action `name` and the lookup that tells, by the performance's idempotency
+    key, whether the downstream system performed it."""
+
     def register(handler: ActionHandler) -> ActionHandler:
         REGISTRY[name] = handler
+        PERFORMED[name] = performed
         return handler
 
     return register
 
 
-@action_handler("rateChange")
+def _effect_recorded(job: Performance) -> bool:
+    return store.effect_recorded(job.tables, job.idempotency_key)
+
+
+def _rate_set(job: Performance) -> bool:
+    offer = store.get_offer(job.tables, job.contract_id) or {}
+    account_id = offer.get("offer", {}).get("accountId")
+    return store.contract_rate_key(job.tables, account_id, job.contract_id) == job.idempotency_key
+
+
+@action_handler("rateChange", performed=_rate_set)
 def change_rate(job: Performance) -> dict[str, Any]:
     """The seed's rate change: the new rate (`otherData.newRate`) on the contract in the UCP."""
     new_rate = (job.action.get("data", {}).get("otherData") or {}).get("newRate")
@@ -116,7 +138,7 @@ def _mock_action(job: Performance) -> dict[str, Any]:
 
 
 for _name in ("action1", "action2", "action100"):
-    action_handler(_name)(_mock_action)
+    action_handler(_name, performed=_effect_recorded)(_mock_action)
 
 
 def idempotency_key(contract_id: str, action_name: str, due_at: str) -> str:
@@ -165,7 +187,14 @@ def fulfil(
     faults.checkpoint("after-claim")
     # The first claim's time (a takeover keeps it): when the action was committed to.
     claimed_at = item.get("claimedAt") or isoformat(now)
-    if claims >= MAX_ATTEMPTS:
+    if state == store.ACTION_RUNNING and (left := _left_enrolled(tables, contract_id, item)):
+        job = _performance(tables, contract_id, item, action.get("data") or {}, claimed_at, clock)
+        lookup = PERFORMED.get(name)
+        if lookup is None or not lookup(job):
+            reason = f"not performed: the contract is {left}; the delivery that claimed it died before performing it"
+            return _complete(tables, job, token, store.ACTION_CANCELLED, reason, correlation_id, trigger)
+        # Performed before it died: finished with the same key, which the downstream performs once.
+    elif claims >= MAX_ATTEMPTS:
         # No claim completed and the last delivery died holding it (a timeout, out of memory): performed
         # again it would most likely die the same way, while the reconciler re-creates its hook forever.
         job = _performance(tables, contract_id, item, action.get("data") or {}, claimed_at, clock)
@@ -174,6 +203,19 @@ def fulfil(
     return _perform(
         tables, contract_id, item, action.get("data") or {}, claimed_at, correlation_id, trigger, token, clock
     )
+
+
+def _left_enrolled(tables: Tables, contract_id: str, item: dict[str, Any]) -> str | None:
+    """What the contract is when it is no longer enrolled by the enrollment that created `item`; None
+    while it is."""
+    offer = store.get_offer(tables, contract_id) or {}
+    status = offer.get("status", "unknown")
+    if status != store.ENROLLED:
+        return status
+    enrollment = item.get("enrollmentDate")
+    if enrollment and offer.get("offer", {}).get("enrollmentDate") != enrollment:
+        return "enrolled again"
+    return None
 
 
 def _performance(

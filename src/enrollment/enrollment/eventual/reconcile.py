@@ -13,7 +13,8 @@ repairs, once a fault has had `grace` to clear by itself:
   back) and a `running` action whose lease lapsed (its delivery crashed after the claim): a hook is
   created that fires now, and the delivery claims (or takes over) the action;
 - a waiting action of a contract that is no longer enrolled (reverted): cancelled;
-- a hook of a contract that is not enrolled: deleted.
+- a hook of a contract that is not enrolled: deleted, unless its action is still `running` (its
+  delivery settles the claim: it performs nothing new for a contract that left `enrolled`).
 
 An action whose hook cannot be created is failed with the reason (`actionsFailed`: the function counts
 them in the `ActionFailed` metric, which alarms). Every repair is audited on its contract (`reconcile`)
@@ -81,11 +82,16 @@ def reconcile(
             attempt(offer["OfferId"], _redrive, tables, stepfunctions, settings, offer, report, clock)
         elif offer["status"] == store.CANCELLING and _older(offer.get("cancelRequestedAt"), now, settings.grace):
             attempt(offer["OfferId"], _finish_cancel, tables, scheduler, settings, offer, report, clock)
+    # The hook of a `running` action settles its claim whatever its contract is now (a delivery that
+    # died holding it before a cancel): kept below, where other hooks of a contract not enrolled go.
+    settling: set[str] = set()
     for action in store.scan_actions(tables, (*store.ACTION_WAITING, store.ACTION_RUNNING)):
         contract_id = action["contractId"]
         if contract_id not in offers:
             offers[contract_id] = store.get_offer(tables, contract_id)
         label = f"{contract_id}/{action['actionName']}"
+        if action["state"] == store.ACTION_RUNNING:
+            settling.add(hooks.schedule_name(contract_id, action["actionName"]))
         attempt(label, _check_action, tables, scheduler, settings, offers[contract_id], action, report, clock)
     for name in _hook_names(scheduler, settings.hook_target.schedule_group):
         try:
@@ -96,7 +102,7 @@ def reconcile(
         if contract_id not in offers:
             offers[contract_id] = store.get_offer(tables, contract_id)
         status = (offers[contract_id] or {}).get("status")
-        if status not in (store.ENROLLED, store.CANCELLING):
+        if status not in (store.ENROLLED, store.CANCELLING) and name not in settling:
             report.hooksDeleted.append(f"{name} (contract {status or 'unknown'})")
             if not settings.dry_run:
                 attempt(name, manage.delete_schedule, scheduler, settings.hook_target.schedule_group, name)

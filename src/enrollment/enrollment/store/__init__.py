@@ -33,6 +33,7 @@ from enrollment.store.audit import (
     steps_before,
 )
 from enrollment.store.effects import (
+    effect_recorded,
     record_effect,
 )
 from enrollment.store.offers import (
@@ -75,6 +76,7 @@ from enrollment.store.ucp import (
     UCP_ABSENT,
     UCP_CANCELLED,
     cancel_ucp_contract,
+    contract_rate_key,
     get_account,
     set_contract_rate,
 )
@@ -112,6 +114,8 @@ __all__ = [
     "commit_enrollment",
     "complete_action",
     "contract_actions",
+    "contract_rate_key",
+    "effect_recorded",
     "environment_tables",
     "expand",
     "fail_unscheduled_action",

@@ -35,3 +35,10 @@ def record_effect(tables: Tables, key: str, contract_id: str, action_name: str, 
             )
         return False
     return True
+
+
+def effect_recorded(tables: Tables, key: str) -> bool:
+    """Whether the downstream system performed the effect of this idempotency key (the lookup a
+    downstream API offers by key): what settles a delivery that died holding its claim."""
+    with aws_errors_as_domain_errors():
+        return "Item" in tables.effects.get_item(Key={"idempotencyKey": key}, ConsistentRead=True)

@@ -72,6 +72,13 @@ def set_contract_rate(tables: Tables, account_id: str, contract_id: str, rate: A
     return True
 
 
+def contract_rate_key(tables: Tables, account_id: str, contract_id: str) -> str | None:
+    """The idempotency key of the rate change last set on the contract in the UCP, if any."""
+    account = get_account(tables, account_id) or {}
+    entry = (account.get("contracts") or {}).get(contract_id) or {}
+    return (entry.get("rateChange") or {}).get("idempotencyKey")
+
+
 def get_account(tables: Tables, account_id: str) -> dict[str, Any] | None:
     with aws_errors_as_domain_errors():
         return tables.ucp.get_item(Key={"accountId": account_id}, ConsistentRead=True).get("Item")
