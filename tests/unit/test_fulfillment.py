@@ -6,6 +6,7 @@ Effects are counted in the mock downstream table (ActionEffects): one item per i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -325,6 +326,20 @@ def test_cancel_racing_a_claimed_action_reports_it_in_flight_never_both(
     assert action_item(enrollment_tables, "rateChange")["state"] == "fulfilled"
 
 
+def _die_holding_the_claim(
+    tables: Tables,
+    action: dict[str, Any],
+    clock: FixedClock,
+    monkeypatch: pytest.MonkeyPatch,
+    patch: Callable[[pytest.MonkeyPatch], None],
+) -> None:
+    """The first delivery claims the action and dies where `patch` makes it die."""
+    with monkeypatch.context() as patched:
+        patch(patched)
+        with pytest.raises(Crash):
+            deliver(tables, action, clock, "t1")
+
+
 def _cancel_while_a_dead_delivery_holds_the_claim(tables: Tables, clock: FixedClock) -> dict[str, Any]:
     report = manage.cancel_enrollment(tables, NoHooks(), "hooks", CONTRACT, clock)
     assert {"name": "rateChange", "state": "running"} in report["completedActions"], "reported in flight"
@@ -339,10 +354,10 @@ def test_a_claim_whose_delivery_died_before_its_effect_is_cancelled_not_performe
         raise Crash("the function timed out before calling the downstream")
 
     clock = due_clock(rate_change)
-    with monkeypatch.context() as patched:
-        patched.setitem(fulfillment.REGISTRY, "rateChange", die_before_the_effect)
-        with pytest.raises(Crash):
-            deliver(enrollment_tables, rate_change, clock, "t1")
+    _die_holding_the_claim(
+        enrollment_tables, rate_change, clock, monkeypatch,
+        lambda patched: patched.setitem(fulfillment.REGISTRY, "rateChange", die_before_the_effect),
+    )  # fmt: skip
     _cancel_while_a_dead_delivery_holds_the_claim(enrollment_tables, clock)
 
     after_the_cancel = deliver(enrollment_tables, rate_change, clock, "t2")
@@ -368,10 +383,10 @@ def test_a_claim_whose_delivery_died_after_its_effect_is_fulfilled_with_the_same
             raise Crash("the function died after setting the rate")
 
     clock = due_clock(rate_change)
-    with monkeypatch.context() as patched:
-        patched.setattr(fulfillment.faults, "checkpoint", die_after_the_rate)
-        with pytest.raises(Crash):
-            deliver(enrollment_tables, rate_change, clock, "t1")
+    _die_holding_the_claim(
+        enrollment_tables, rate_change, clock, monkeypatch,
+        lambda patched: patched.setattr(fulfillment.faults, "checkpoint", die_after_the_rate),
+    )  # fmt: skip
     set_at = enrollment_tables.ucp.get_item(Key={"accountId": "A-100"})["Item"]["contracts"][CONTRACT]["rateChange"]
     _cancel_while_a_dead_delivery_holds_the_claim(enrollment_tables, clock)
 
