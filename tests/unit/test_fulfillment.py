@@ -400,10 +400,6 @@ def test_a_claim_whose_delivery_died_after_its_effect_is_fulfilled_with_the_same
     assert action_item(enrollment_tables, "rateChange")["state"] == "fulfilled"
 
 
-def test_every_action_handler_has_a_lookup_by_idempotency_key() -> None:
-    assert set(fulfillment.PERFORMED) == set(fulfillment.REGISTRY)
-
-
 class NoHooks:
     """A scheduler with no schedule: every delete answers ResourceNotFoundException."""
 
