@@ -216,6 +216,48 @@ def test_hook_is_created_once(scheduler: Any) -> None:
     assert created["Target"]["RetryPolicy"] == hooks.HOOK_RETRY_POLICY
 
 
+def test_a_hook_of_an_enrolled_contract_is_scheduled_and_stays(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
+) -> None:
+    hook = stream.async_workflow_input(record_for(enrolled), NOW)["hooks"][0]
+
+    answer = hooks.schedule_hook(enrollment_tables, scheduler, HOOK_TARGET, "C-1001", hook)
+
+    assert answer == {"created": True, "scheduleName": hook["scheduleName"]}
+    assert [s["Name"] for s in scheduler.list_schedules(GroupName="enrollment-hooks")["Schedules"]] == [
+        hook["scheduleName"]
+    ]
+
+
+@pytest.mark.parametrize("cancel_reached", ["cancelling", "cancelled"])
+def test_a_hook_created_after_a_cancel_looked_for_it_is_withdrawn(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any, cancel_reached: str
+) -> None:
+    """The eventual workflow marks the action scheduled, a cancel then finds no schedule to delete, and
+    only then is the schedule created: it must not stay behind to fire after the cancel."""
+    hook = stream.async_workflow_input(record_for(enrolled), NOW)["hooks"][0]
+    if cancel_reached == "cancelling":
+        store.start_cancel(enrollment_tables, "C-1001", NOW)
+    else:
+        assert (
+            manage.cancel_enrollment(enrollment_tables, scheduler, "enrollment-hooks", "C-1001")["outcome"]
+            == "cancelled"
+        )
+
+    answer = hooks.schedule_hook(enrollment_tables, scheduler, HOOK_TARGET, "C-1001", hook)
+
+    assert answer == {
+        "created": False,
+        "scheduleName": hook["scheduleName"],
+        "reason": f"withdrawn: the contract is {cancel_reached}",
+    }
+    assert scheduler.list_schedules(GroupName="enrollment-hooks")["Schedules"] == []
+    if cancel_reached == "cancelling":  # the interrupted cancel, finished, cancels the action itself
+        manage.cancel_enrollment(enrollment_tables, scheduler, "enrollment-hooks", "C-1001")
+    status = manage.enrollment_status(enrollment_tables, "C-1001")
+    assert status["status"] == "cancelled"
+
+
 def test_cancel_deletes_hooks_and_keeps_fulfilled_actions(
     enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
 ) -> None:

@@ -175,7 +175,7 @@ class ScheduleHookEvent(TypedDict):
 class HookScheduled(TypedDict):
     created: bool
     scheduleName: str
-    reason: NotRequired[str]  # `already scheduled`
+    reason: NotRequired[str]  # `already scheduled`, or `withdrawn: the contract is <status>`
     replaced: NotRequired[str]  # the due time of the earlier enrollment's hook it replaced
 
 

@@ -94,7 +94,9 @@ def schedule_hook(event: dict[str, Any], context: LambdaContext) -> steps.HookSc
     step = steps.validated(steps.ScheduleHookEvent, event)  # before its code loads: a malformed event costs nothing
     from enrollment.eventual import hooks
 
-    result = hooks.create_hook(aws.client("scheduler"), _hook_target(hooks), step["hook"])
+    result = hooks.schedule_hook(
+        store.environment_tables(), aws.client("scheduler"), _hook_target(hooks), step["contractId"], step["hook"]
+    )
     logger.info("hook scheduled", extra={"contract": step["contractId"], "hook": result})
     return result
 

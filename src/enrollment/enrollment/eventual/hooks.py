@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from commonlib.errors import ConditionNotMetError, TransientDependencyError, map_client_error
+from enrollment import store
 from enrollment.steps import Hook, HookScheduled
+from enrollment.store import Tables
 
 HOOK_RETRY_POLICY = {"MaximumRetryAttempts": 5, "MaximumEventAgeInSeconds": 86400}
 SCHEDULE_NAME_MAX = 64
@@ -170,3 +172,17 @@ def create_hook(scheduler: Any, target: HookTarget, hook: Hook) -> HookScheduled
         found=existing,
         wanted=wanted,
     )
+
+
+def schedule_hook(tables: Tables, scheduler: Any, target: HookTarget, contract_id: str, hook: Hook) -> HookScheduled:
+    """Create the hook (`create_hook`), then read the contract: a cancel deletes a contract's hooks after
+    the offer has left `enrolled`, so a schedule created after the cancel looked for it would otherwise
+    stay behind. Read after the create, a contract no longer enrolled has its hook withdrawn here (the
+    action itself is the cancel's or the revert's to settle), and none is left to fire after it."""
+    result = create_hook(scheduler, target, hook)
+    offer = store.get_offer(tables, contract_id)
+    status = offer["status"] if offer else "absent"
+    if status == store.ENROLLED:
+        return result
+    _delete(scheduler, target, hook["scheduleName"])
+    return {"created": False, "scheduleName": hook["scheduleName"], "reason": f"withdrawn: the contract is {status}"}
