@@ -842,7 +842,11 @@ def markdown(result: dict[str, Any]) -> str:
         + (f"; **a SMOKE RUN, shortened ({smoke}): not the figures of a full `make bench`**" if smoke else "")
         + ".",
         "",
-        "Emulator settings: " + ", ".join(f"{name}={value}" for name, value in result["emulator"].items()) + ".",
+        "Emulator settings: "
+        + ", ".join(f"{name}={value}" for name, value in result["emulator"].items())
+        + "; each function's reserved concurrency "
+        + ", ".join(f"{name} {limit}" for name, limit in result.get("reservedConcurrency", {}).items())
+        + ".",
         "",
         *as_deployed_lines(result),
         *floor_lines(result),
@@ -1018,6 +1022,10 @@ def main(argv: list[str] | None = None) -> None:
             "run": run_parameters(options),
             "code": code_version(),
             "emulator": emulator_knobs(process.pid),
+            "reservedConcurrency": {
+                **stack.LOCAL_RESERVED_CONCURRENCY,
+                "every other function": stack.LOCAL_RESERVED_CONCURRENCY_DEFAULT,
+            },
         }
         result["memoryBefore"] = memory_mb(process.pid)
         result["asDeployed"], outputs = measure_as_deployed(port, process.pid, options)

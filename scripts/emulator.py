@@ -31,21 +31,20 @@ STATE_DIR = ROOT / ".emulator"
 CURRENT_PORT_FILE = STATE_DIR / "current-port"
 HEALTH_DEADLINE_SECONDS = 60
 
-# Bounded Lambda workers. The emulator starts one worker process (30-50 MB, about 0.8 CPU-seconds to
+# Bounded Lambda workers. The emulator starts one worker process (about 75 MB and 0.8 CPU-seconds to
 # start) per *concurrent* call of a function, with no per-function cap; its only bound is the account
 # pool, which by default is memory / 21 MiB (16-1000): the benchmark's 50-client step left 154 workers
 # and 12.8 GB resident. Set both knobs here, deliberately, instead of inheriting that default:
 # - LAMBDA_ACCOUNT_CONCURRENCY: calls in flight across all functions. Over it a call is throttled
-#   (TooManyRequestsException), as on AWS: the state machines' Retry and the SDKs back off and call
-#   again instead of the emulator starting yet another worker on a machine already out of CPU. 20 is
-#   one call per function of the stack (16) plus a little room: a burst can add about 20 workers
-#   (about 1 GB) to the one each function keeps, not 150.
+#   (TooManyRequestsException), as on AWS. What bounds each function's workers is its own reserved
+#   concurrency, set when the stack is deployed (scripts/stack.py, LOCAL_RESERVED_CONCURRENCY: 10 for
+#   EnrollmentApi, 2 for each other function, 40 for the stack's 16); the account pool is their sum, so
+#   that EnrollmentApi's calls, each waiting for a whole workflow, never take the slots of its steps.
 # - LAMBDA_WARM_TTL_SECONDS: idle seconds before a surplus worker (beyond the first of each function,
 #   which is never reaped) is stopped. 60 instead of the default 300 gives a burst's memory back soon
 #   after it ends, while a steady run keeps its workers.
-# Both are starting values, to be tuned with `make bench`; the caller's environment overrides them
-# (e.g. `LAMBDA_ACCOUNT_CONCURRENCY=50 make up`).
-LAMBDA_ACCOUNT_CONCURRENCY = 20
+# The caller's environment overrides both (e.g. `LAMBDA_ACCOUNT_CONCURRENCY=50 make up`).
+LAMBDA_ACCOUNT_CONCURRENCY = 40
 LAMBDA_WARM_TTL_SECONDS = 60
 
 

@@ -9,8 +9,9 @@ Used by `make up`, by the demo and by the integration tests, so all three deploy
 `up` then puts back whatever was changed behind CloudFormation's back (`repair_drift`: a function's
 code from `aws lambda update-function-code`, a state machine's definition from `aws stepfunctions
 update-state-machine`), since `sam deploy` alone answers "No changes to deploy" and leaves them live,
-and invokes every function once with the warm-up event (`warm_up`) so that each has a ready worker
-before the first request. It prints one line per step; sam's own output goes to `.emulator/sam-PORT.log`
+bounds each function's concurrent calls on the emulator (`limit_concurrency`), and invokes every
+function once with the warm-up event (`warm_up`) so that each has a ready worker before the first
+request. It prints one line per step; sam's own output goes to `.emulator/sam-PORT.log`
 (printed in full when a step fails).
 """
 
@@ -541,6 +542,41 @@ def warm_up(port: int, stack_name: str) -> list[WarmUp]:
     return results
 
 
+# ------------------------------------------------------------------------------------- concurrency
+# The emulator runs each concurrent call of a function in a worker process of its own, started on demand
+# (about 0.8 CPU-seconds and 75 MB each) and with no cap per function: on 2 cores a burst starts workers
+# instead of running calls. Each function's reserved concurrency, which the emulator honours as a cap when
+# it is set with put-function-concurrency (it ignores the template's ReservedConcurrentExecutions), bounds
+# its workers; a call over it is throttled (TooManyRequestsException), and the state machines' Retry backs
+# off and calls again, as on AWS. EnrollmentApi waits for the whole synchronous workflow, one call per
+# request in flight, so it gets a slot per concurrent client the local stage is sized for; a request over
+# it is answered 429 and retried by the client. Every other function gets 2, which `make bench` measured
+# against 1 and 3 (10 clients for 60 s, a burst of 50; docs/reliability.md, "Local capacity"): 1 made
+# throttled steps exhaust their retries (500s in the burst), 3 started more workers than 3 GB holds.
+# Local only: on AWS reserved concurrency is carved out of the account's pool, and the template sets none.
+LOCAL_RESERVED_CONCURRENCY = {"EnrollmentApiFunction": 10}
+LOCAL_RESERVED_CONCURRENCY_DEFAULT = 2
+
+
+def reserved_concurrency(logical_id: str) -> int:
+    return LOCAL_RESERVED_CONCURRENCY.get(logical_id, LOCAL_RESERVED_CONCURRENCY_DEFAULT)
+
+
+def limit_concurrency(port: int, stack_name: str) -> dict[str, int]:
+    """Set every function's reserved concurrency on the emulator (LOCAL_RESERVED_CONCURRENCY). Returns it
+    by function name."""
+    resources = stack_resources(local_client("cloudformation", port), stack_name)
+    lambda_client = local_client("lambda", port)
+    limits = {
+        physical: reserved_concurrency(logical)
+        for logical, (kind, physical) in sorted(resources.items())
+        if kind == "AWS::Lambda::Function"
+    }
+    for name, limit in limits.items():
+        lambda_client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=limit)
+    return limits
+
+
 # ----------------------------------------------------------------------------------------------- up
 def up(port: int, stack_name: str, extra_overrides: list[str] | None = None) -> dict[str, str]:
     """Start (or reuse) the emulator on `port`, build, deploy, repair drift, warm up, seed the sample
@@ -562,6 +598,14 @@ def up(port: int, stack_name: str, extra_overrides: list[str] | None = None) -> 
     print(f"{what} in {time.monotonic() - started:.1f} s")
     found = outputs(local_client("cloudformation", port), stack_name)
     repair_drift(port, stack_name)
+    limits = limit_concurrency(port, stack_name)
+    default = LOCAL_RESERVED_CONCURRENCY_DEFAULT
+    wider = ", ".join(f"{name} {limit}" for name, limit in limits.items() if limit != default)
+    print(
+        f"concurrency: at most {default} calls at once per function"
+        + (f", {wider}" if wider else "")
+        + " (scripts/stack.py, LOCAL_RESERVED_CONCURRENCY)"
+    )
     warm_up(port, stack_name)
     added, kept = seed_sample_accounts(port, found)
     print(

@@ -81,7 +81,9 @@ def fresh_emulator() -> Iterator[int]:
 def local_stack(built: None, fresh_emulator: int) -> LocalStack:
     env = stack.local_environment(fresh_emulator)
     stack.deploy(env, STACK_NAME)
-    # As `make up` leaves it: every function with a ready worker before the first test's request.
+    # As `make up` leaves it: every function's concurrency bounded, and a ready worker before the first
+    # test's request.
+    stack.limit_concurrency(fresh_emulator, STACK_NAME)
     assert all(result.ok for result in stack.warm_up(fresh_emulator, STACK_NAME))
     deployed = LocalStack(port=fresh_emulator, env=env)
     deployed.outputs = stack.outputs(deployed.client("cloudformation"), STACK_NAME)

@@ -2,19 +2,18 @@
 counts match the answers.
 
 All 50 clients start at once and each sends its next request as soon as it has the answer to the
-last, for the window. The local stage is throttled to what the emulator sustains (samconfig `local`:
-2 requests per second, bursts of 2), so many attempts are answered 429 by API Gateway and retried by
-the client the way an AWS SDK retries them (scripts/api_client.py); a request still throttled when
-the window closes counts as a 429. Every answer must be a 201 or a 429: a 201 is one enrollment,
-audited once at each step and published once; a 429 wrote nothing anywhere.
+last, for the window. The local stack runs at most 10 enrollments at once (EnrollmentApi's reserved
+concurrency, scripts/stack.py) and each step at most 2 calls at once, so many attempts are answered 429
+and retried by the client the way an AWS SDK retries them (scripts/api_client.py), and throttled steps
+are retried by the state machine; a request still throttled when the window closes counts as a 429.
+Every answer must be a 201 or a 429: a 201 is one enrollment, audited once at each step and published
+once; a 429 wrote nothing anywhere.
 
-Why the local limit is that low: the emulator runs each concurrent call of a function in a worker
-process it starts on demand, about 0.8 CPU-seconds each, and runs at most LAMBDA_ACCOUNT_CONCURRENCY
-calls at once (scripts/emulator.py). Measured with scripts/bench.py's loads on a quiet 2-core machine
-(README, "Reliability and security"): at 3 admitted requests per second, 10 closed-loop clients got no
-5xx and a burst of 50 all enrolled, but inside the test suite this test got the odd 500 at 3 per
-second; at 5 and 20 per second the benchmark itself saw 500s. The same cascade follows when another
-heavy job shares the 2 cores, which is why this test, marked `load`, runs while no other test does.
+Why the bounds: the emulator runs each concurrent call of a function in a worker process it starts on
+demand, about 0.8 CPU-seconds each. Unbounded, 50 clients start workers faster than 2 cores run
+them, and answers turn into 500s and timeouts (docs/reliability.md, "Local capacity"). The same
+cascade follows when another heavy job shares the 2 cores, which is why this test, marked `load`, runs
+while no other test does.
 """
 
 from __future__ import annotations

@@ -266,8 +266,8 @@ def test_concurrent_requests_for_one_contract_enroll_exactly_once(
     # Eventual actions far in the future: no hook fires while the race runs.
     far_draft = {"List": [{"name": "action2", "offset": 0}, {"name": "action1", "offset": 300}]}
     body = offer("IT-RACE-1", contractDraft=far_draft)
-    # All at once: the stage admits about two per second (samconfig `local`), the others are answered 429
-    # and sent again (tests/support/enrollment.post), so the guard sees them in overlapping waves.
+    # All at once: the ones over EnrollmentApi's local concurrency (scripts/stack.py) are answered 429 and
+    # sent again (tests/support/enrollment.post), so the guard sees them in overlapping waves.
     with ThreadPoolExecutor(max_workers=RACE_CLIENTS) as pool:
         answers = list(
             pool.map(

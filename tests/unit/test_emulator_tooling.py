@@ -11,6 +11,8 @@ import emulator
 import pytest
 import stack
 
+from tests.support.template import template
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -41,7 +43,7 @@ def test_the_emulator_gets_explicit_lambda_bounds(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("LAMBDA_ACCOUNT_CONCURRENCY", raising=False)
     monkeypatch.delenv("LAMBDA_WARM_TTL_SECONDS", raising=False)
     env = emulator.emulator_environment(4567)
-    assert env["LAMBDA_ACCOUNT_CONCURRENCY"] == str(emulator.LAMBDA_ACCOUNT_CONCURRENCY) == "20"
+    assert env["LAMBDA_ACCOUNT_CONCURRENCY"] == str(emulator.LAMBDA_ACCOUNT_CONCURRENCY) == "40"
     assert env["LAMBDA_WARM_TTL_SECONDS"] == str(emulator.LAMBDA_WARM_TTL_SECONDS) == "60"
 
 
@@ -314,3 +316,11 @@ def test_pseudo_parameters_a_substitution_refs_come_from_the_stack_arn() -> None
         "AWS::StackName": "seeds",
     }
     assert stack.resolve({"Ref": "AWS::Partition"}, {}, pseudo, lambda logical_id: "") == "aws-us-gov"
+
+
+def test_the_account_pool_is_the_sum_of_the_stacks_function_limits() -> None:
+    """So that EnrollmentApi's calls, each waiting for a whole workflow, never take its steps' slots."""
+    functions = [
+        logical for logical, body in template()["Resources"].items() if body["Type"] == "AWS::Serverless::Function"
+    ]
+    assert sum(map(stack.reserved_concurrency, functions)) == emulator.LAMBDA_ACCOUNT_CONCURRENCY
