@@ -36,15 +36,17 @@ HEALTH_DEADLINE_SECONDS = 60
 # pool, which by default is memory / 21 MiB (16-1000): the benchmark's 50-client step left 154 workers
 # and 12.8 GB resident. Set both knobs here, deliberately, instead of inheriting that default:
 # - LAMBDA_ACCOUNT_CONCURRENCY: calls in flight across all functions. Over it a call is throttled
-#   (TooManyRequestsException), as on AWS. What bounds each function's workers is its own reserved
-#   concurrency, set when the stack is deployed (scripts/stack.py, LOCAL_RESERVED_CONCURRENCY: 10 for
-#   EnrollmentApi, 2 for each other function, 40 for the stack's 16); the account pool is their sum, so
-#   that EnrollmentApi's calls, each waiting for a whole workflow, never take the slots of its steps.
+#   (TooManyRequestsException), as on AWS. What bounds most functions' workers is their own reserved
+#   concurrency, set when the stack is deployed (scripts/stack.py, LOCAL_RESERVED_CONCURRENCY: 36 slots
+#   for the stack's 14 bounded functions). The pool is 14 above that, room for the calls of the two
+#   unbounded ones (the hooks' deliveries and the reconciler, which the emulator drops when throttled),
+#   so that neither they nor EnrollmentApi's calls, each waiting for a whole workflow, take the slots of
+#   the steps.
 # - LAMBDA_WARM_TTL_SECONDS: idle seconds before a surplus worker (beyond the first of each function,
 #   which is never reaped) is stopped. 60 instead of the default 300 gives a burst's memory back soon
 #   after it ends, while a steady run keeps its workers.
 # The caller's environment overrides both (e.g. `LAMBDA_ACCOUNT_CONCURRENCY=50 make up`).
-LAMBDA_ACCOUNT_CONCURRENCY = 40
+LAMBDA_ACCOUNT_CONCURRENCY = 50
 LAMBDA_WARM_TTL_SECONDS = 60
 
 

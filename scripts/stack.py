@@ -549,20 +549,27 @@ def warm_up(port: int, stack_name: str) -> list[WarmUp]:
 # it is set with put-function-concurrency (it ignores the template's ReservedConcurrentExecutions), bounds
 # its workers; a call over it is throttled (TooManyRequestsException), and the state machines' Retry backs
 # off and calls again, as on AWS. EnrollmentApi waits for the whole synchronous workflow, one call per
-# request in flight, so it gets a slot per concurrent client the local stage is sized for; a request over
-# it is answered 429 and retried by the client. Every other function gets 2, which `make bench` measured
-# against 1 and 3 (10 clients for 60 s, a burst of 50; docs/reliability.md, "Local capacity"): 1 made
-# throttled steps exhaust their retries (500s in the burst), 3 started more workers than 3 GB holds.
+# request in flight, so it gets a slot per concurrent client the local stack is sized for (10); a request
+# over it is answered 429 and retried by the client. Most functions get 2, which `make bench` measured
+# against 1 and 3 (docs/reliability.md, "Local capacity"): 1 made throttled steps exhaust their retries
+# (500s in a burst), 3 started more workers than 3 GB holds. FulfillAction and Reconcile get no limit: the
+# emulator's Scheduler and EventBridge invoke them once and drop a throttled call (AWS queues an
+# asynchronous call and retries it), so a limit would lose a hook's delivery until the reconciler re-drove
+# it. None means no reserved concurrency (any set before is removed).
 # Local only: on AWS reserved concurrency is carved out of the account's pool, and the template sets none.
-LOCAL_RESERVED_CONCURRENCY = {"EnrollmentApiFunction": 10}
+LOCAL_RESERVED_CONCURRENCY: dict[str, int | None] = {
+    "EnrollmentApiFunction": 10,
+    "FulfillActionFunction": None,
+    "ReconcileFunction": None,
+}
 LOCAL_RESERVED_CONCURRENCY_DEFAULT = 2
 
 
-def reserved_concurrency(logical_id: str) -> int:
+def reserved_concurrency(logical_id: str) -> int | None:
     return LOCAL_RESERVED_CONCURRENCY.get(logical_id, LOCAL_RESERVED_CONCURRENCY_DEFAULT)
 
 
-def limit_concurrency(port: int, stack_name: str) -> dict[str, int]:
+def limit_concurrency(port: int, stack_name: str) -> dict[str, int | None]:
     """Set every function's reserved concurrency on the emulator (LOCAL_RESERVED_CONCURRENCY). Returns it
     by function name."""
     resources = stack_resources(local_client("cloudformation", port), stack_name)
@@ -573,7 +580,10 @@ def limit_concurrency(port: int, stack_name: str) -> dict[str, int]:
         if kind == "AWS::Lambda::Function"
     }
     for name, limit in limits.items():
-        lambda_client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=limit)
+        if limit is None:
+            lambda_client.delete_function_concurrency(FunctionName=name)
+        else:
+            lambda_client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=limit)
     return limits
 
 
@@ -600,12 +610,10 @@ def up(port: int, stack_name: str, extra_overrides: list[str] | None = None) -> 
     repair_drift(port, stack_name)
     limits = limit_concurrency(port, stack_name)
     default = LOCAL_RESERVED_CONCURRENCY_DEFAULT
-    wider = ", ".join(f"{name} {limit}" for name, limit in limits.items() if limit != default)
-    print(
-        f"concurrency: at most {default} calls at once per function"
-        + (f", {wider}" if wider else "")
-        + " (scripts/stack.py, LOCAL_RESERVED_CONCURRENCY)"
+    others = ", ".join(
+        f"{name} {'no limit' if limit is None else limit}" for name, limit in limits.items() if limit != default
     )
+    print(f"concurrency: at most {default} calls at once per function; {others} (LOCAL_RESERVED_CONCURRENCY)")
     warm_up(port, stack_name)
     added, kept = seed_sample_accounts(port, found)
     print(
