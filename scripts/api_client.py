@@ -2,9 +2,9 @@
 throttling, which wrote nothing) is sent again after a jittered, exponentially growing pause, until
 a deadline. Every other answer, error or not, is returned as it came.
 
-The local stack is throttled to what the emulator sustains on a laptop (samconfig `local`), so any
-client sending faster than that sees 429s, exactly as a client of the AWS stage would above its
-limits.
+Locally a client also sees 429s when more requests are in flight than EnrollmentApi's concurrency on
+the emulator admits (scripts/stack.py, LOCAL_RESERVED_CONCURRENCY), as a client of the AWS stage
+would above its limits.
 """
 
 from __future__ import annotations
