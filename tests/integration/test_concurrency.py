@@ -3,7 +3,7 @@ counts match the answers.
 
 All 50 clients start at once and each sends its next request as soon as it has the answer to the
 last, for the window. The local stack runs at most 10 enrollments at once (EnrollmentApi's reserved
-concurrency, scripts/stack.py) and each step at most 2 calls at once, so many attempts are answered 429
+concurrency, scripts/stack.py) and most steps at most 2 calls at once, so many attempts are answered 429
 and retried by the client the way an AWS SDK retries them (scripts/api_client.py), and throttled steps
 are retried by the state machine; a request still throttled when the window closes counts as a 429.
 Every answer must be a 201 or a 429: a 201 is one enrollment, audited once at each step and published
