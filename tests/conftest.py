@@ -10,14 +10,27 @@ from tests.support.machine import machine_share
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The `load` tests first: they hold the machine alone early, before the long integration tests
-    (which wait on hooks and hold it shared) begin."""
-    items.sort(key=lambda item: item.get_closest_marker("load") is None)
+    """The `load` tests first: under pytest-xdist every other test waits until they have run, so the
+    worker handed them starts at once."""
+    items.sort(key=lambda item: not is_load(item))
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     """Around a test's whole protocol, so that the module and session fixtures its setup starts (a
-    worker's deploy, a module's own stack) share the machine too."""
-    with machine_share(exclusive=item.get_closest_marker("load") is not None):
+    worker's deploy, a module's own stack) wait for the load tests too."""
+    with machine_share(exclusive=is_load(item), load_tests=item.session.stash[LOAD_TESTS]):
         yield
+
+
+LOAD_TESTS = pytest.StashKey[int]()
+
+
+def is_load(item: pytest.Item) -> bool:
+    return item.get_closest_marker("load") is not None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """How many load tests this run holds, once `-k`, `-m` and the like have chosen its tests."""
+    session.stash[LOAD_TESTS] = sum(1 for item in session.items if is_load(item))
