@@ -258,6 +258,27 @@ def test_a_hook_created_after_a_cancel_looked_for_it_is_withdrawn(
     assert status["status"] == "cancelled"
 
 
+def test_a_hook_created_after_a_revert_is_withdrawn_and_its_action_stays_cancelled(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
+) -> None:
+    """A publication whose answer was lost is reverted while the eventual workflow it reached goes on:
+    the revert cancels the eventual actions, and a hook created after it must not stay behind."""
+    hook = stream.async_workflow_input(record_for(enrolled), NOW)["hooks"][0]
+    assert offers.revert_enrollment(enrollment_tables, enrolled, EXECUTION, "publication lost") == {"reverted": True}
+
+    answer = hooks.schedule_hook(enrollment_tables, scheduler, HOOK_TARGET, "C-1001", hook)
+
+    assert answer == {
+        "created": False,
+        "scheduleName": hook["scheduleName"],
+        "reason": "withdrawn: the contract is failed",
+    }
+    assert scheduler.list_schedules(GroupName="enrollment-hooks")["Schedules"] == []
+    action = store.get_action(enrollment_tables, "C-1001", hook["actionName"])
+    assert action is not None
+    assert action["state"] == "cancelled"
+
+
 def test_cancel_deletes_hooks_and_keeps_fulfilled_actions(
     enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
 ) -> None:
