@@ -61,6 +61,11 @@ RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
             "EnrollmentFailed: a step failed after its retries; no internals, safe to retry",
             {"$ref": "#/components/schemas/ErrorAnswer"},
         ),
+        "504": _json(
+            "EnrollmentStillRunning: the run did not finish within the request's time and may still complete;"
+            " GET /enrollments/{contractId} shows its outcome, and sending the request again is safe",
+            {"$ref": "#/components/schemas/ErrorAnswer"},
+        ),
     },
     ("/enrollments/{contractId}", "get"): {
         "200": _json("status, every action (offset, dueAt, state, result or failure reason) and the audit trail"),

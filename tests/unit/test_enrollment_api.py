@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ReadTimeoutError
 
 from enrollment.api import enroll_answer, enroll_handler
 
@@ -53,6 +54,25 @@ def test_workflow_outcomes_map_to_http(answer: dict[str, Any], status: int) -> N
 def test_unexpected_outcomes_raise(answer: dict[str, Any]) -> None:
     with pytest.raises(enroll_answer.EnrollmentWorkflowError):
         enroll_answer.start_enrollment(FakeStepFunctions(answer), "arn", {"contractId": "C"})
+
+
+class TimedOutStepFunctions(FakeStepFunctions):
+    """The first start outlives the SDK's read timeout (the run goes on); later starts answer."""
+
+    def start_sync_execution(self, stateMachineArn: str, input: str) -> dict[str, Any]:  # noqa: N803
+        if not self.inputs:
+            self.inputs.append(json.loads(input))
+            raise ReadTimeoutError(endpoint_url="http://states")
+        return super().start_sync_execution(stateMachineArn, input)
+
+
+def test_a_run_that_outlives_the_wait_is_504_still_running_never_failed() -> None:
+    answer = enroll_answer.start_enrollment(TimedOutStepFunctions(), "arn", {"contractId": "C-1"})
+
+    assert answer["statusCode"] == 504
+    assert answer["body"]["error"] == "EnrollmentStillRunning"
+    assert "GET /enrollments/C-1" in answer["body"]["message"]
+    assert not enroll_answer.is_final(answer)
 
 
 def call(http: Any, event_name: str, lambda_context: Any, **changes: Any) -> tuple[int, dict[str, Any]]:
@@ -142,3 +162,21 @@ def test_unexpected_failure_is_500_without_internals(
         "message": "the enrollment could not be completed; it is safe to retry",
         "correlationId": "req-ineligible",
     }
+
+
+def test_a_request_whose_run_outlived_the_wait_may_be_sent_again_with_its_key(
+    http: Any, monkeypatch: pytest.MonkeyPatch, lambda_context: Any
+) -> None:
+    """The 504 is not kept for the Idempotency-Key: the same request runs the workflow again, and the
+    one-contract guard answers it (here the first run had enrolled the contract meanwhile)."""
+    fake = TimedOutStepFunctions(failed("ContractAlreadyEnrolled", "contract C-2001 is already enrolled"))
+    use(monkeypatch, fake)
+
+    first = call(http, "api-post-eligible.json", lambda_context)
+    second = call(http, "api-post-eligible.json", lambda_context)
+
+    assert first[0] == 504
+    assert set(first[1]) == {"error", "message", "correlationId"}
+    assert first[1]["error"] == "EnrollmentStillRunning"
+    assert (second[0], second[1]["error"]) == (409, "ContractAlreadyEnrolled")
+    assert len(fake.inputs) == 2

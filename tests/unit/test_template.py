@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 from asl_diagram import integration
@@ -29,9 +30,13 @@ TRANSIENT_LAMBDA_ERRORS = {
     # The emulator reports a lambda:invoke it throttled (LAMBDA_ACCOUNT_CONCURRENCY) as Lambda.Unknown.
     "Lambda.Unknown",
 }
-# A throttle lasts as long as the burst behind it: the retrier that absorbs it waits up to 8 s between
-# attempts, 5 attempts in all, where a Lambda service hiccup would need one or two.
+# A throttle lasts as long as the burst behind it: the retrier that absorbs it tries at least 5 times,
+# where a Lambda service hiccup would need one or two.
 THROTTLE_RETRY_MIN_ATTEMPTS = 5
+# The immediate workflow runs inside the API's 29 s wait: a throttled step waits at most this long in
+# all. The emulator ignores MaxDelaySeconds and JitterStrategy (it sleeps IntervalSeconds x
+# BackoffRate^n, up to 60 s), so the bound must follow from those two and MaxAttempts alone.
+IMMEDIATE_THROTTLE_WAIT_SECONDS = 10
 
 
 def asl(name: str) -> dict:
@@ -363,6 +368,28 @@ def test_every_task_has_timeout_and_transient_retries() -> None:
                 assert throttle.get("JitterStrategy") == "FULL", f"{path.name}:{name} retries in lockstep"
             else:
                 assert retried, f"{path.name}:{name} retries nothing"
+
+
+def lambda_tasks(states: dict) -> Iterator[tuple[str, dict]]:
+    for name, state in states.items():
+        if state["Type"] == "Task" and integration(state["Resource"]) == "lambda:invoke":
+            yield name, state
+        for nested in (
+            (state.get("ItemProcessor") or state.get("Iterator") or {"States": {}})["States"],
+            *(branch["States"] for branch in state.get("Branches", [])),
+        ):
+            yield from lambda_tasks(nested)
+
+
+def test_the_immediate_workflow_waits_out_a_throttle_within_the_apis_time_the_same_everywhere() -> None:
+    tasks = list(lambda_tasks(asl("enrollment.asl.json")["States"]))
+    assert len(tasks) >= 7  # six steps and the same-day actions' FulfillAction in the Map
+    for name, state in tasks:
+        throttle = next(r for r in state["Retry"] if "Lambda.TooManyRequestsException" in r["ErrorEquals"])
+        assert "Lambda.Unknown" in throttle["ErrorEquals"], name  # how the emulator names a throttle
+        assert "MaxDelaySeconds" not in throttle, name  # a cap the emulator does not apply
+        waits = [throttle["IntervalSeconds"] * throttle["BackoffRate"] ** n for n in range(throttle["MaxAttempts"])]
+        assert sum(waits) <= IMMEDIATE_THROTTLE_WAIT_SECONDS, (name, waits)
 
 
 def test_the_asl_names_no_partition_of_its_own() -> None:

@@ -7,6 +7,7 @@ It validates the body (400 naming each offending field, nothing written), honour
 from __future__ import annotations
 
 import json
+import sys
 from http import HTTPStatus
 from typing import Any
 
@@ -60,17 +61,45 @@ def public_output(output: dict[str, Any]) -> dict[str, Any]:
     return output
 
 
+def still_running(contract_id: Any) -> dict[str, Any]:
+    """The run outlived the wait the API can give it (the SDK's read timeout): it goes on, and it may
+    enroll the contract. Not final, so a retry with the same key runs again, which cannot enroll twice:
+    the one-contract guard answers it (409 while the run holds it, `ContractAlreadyEnrolled` after)."""
+    return {
+        "statusCode": int(HTTPStatus.GATEWAY_TIMEOUT),
+        "body": {
+            "error": "EnrollmentStillRunning",
+            "message": (
+                f"the enrollment did not finish in time and may still complete: GET /enrollments/{contract_id} "
+                "shows its outcome; sending this request again is safe, a contract is never enrolled twice"
+            ),
+        },
+    }
+
+
+def _is_read_timeout(error: Exception) -> bool:
+    # Loaded by then: the client that raised it is botocore's.
+    exceptions = sys.modules.get("botocore.exceptions")
+    return exceptions is not None and isinstance(error, exceptions.ReadTimeoutError)
+
+
 class EnrollmentWorkflowError(DomainError):
     """The workflow failed unexpectedly; the client gets a 5xx with the correlation id only."""
 
 
 def start_enrollment(stepfunctions: Any, state_machine_arn: str, offer: dict[str, Any]) -> dict[str, Any]:
-    """Run the workflow synchronously; return `{"statusCode", "body"}` for every expected outcome.
+    """Run the workflow synchronously; return `{"statusCode", "body"}` for every expected outcome, a run
+    that outlives the API's wait included (`still_running`).
 
     Raises `EnrollmentWorkflowError` for anything unexpected, so an idempotency record is not kept
     for it and the client may retry with the same key."""
-    with aws_errors_as_domain_errors():
-        execution = stepfunctions.start_sync_execution(stateMachineArn=state_machine_arn, input=json.dumps(offer))
+    try:
+        with aws_errors_as_domain_errors():
+            execution = stepfunctions.start_sync_execution(stateMachineArn=state_machine_arn, input=json.dumps(offer))
+    except Exception as error:
+        if _is_read_timeout(error):
+            return still_running(offer.get("contractId"))
+        raise
     status = execution["status"]
     if status == "SUCCEEDED":
         output = json.loads(execution["output"])
