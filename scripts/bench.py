@@ -845,10 +845,7 @@ def markdown(result: dict[str, Any]) -> str:
         "Emulator settings: "
         + ", ".join(f"{name}={value}" for name, value in result["emulator"].items())
         + "; each function's reserved concurrency "
-        + ", ".join(
-            f"{name} {'no limit' if limit is None else limit}"
-            for name, limit in result.get("reservedConcurrency", {}).items()
-        )
+        + stack.describe_limits(result.get("reservedConcurrency", {}))
         + ".",
         "",
         *as_deployed_lines(result),

@@ -565,6 +565,11 @@ LOCAL_RESERVED_CONCURRENCY: dict[str, int | None] = {
 LOCAL_RESERVED_CONCURRENCY_DEFAULT = 2
 
 
+def describe_limits(limits: dict[str, int | None]) -> str:
+    """`A 10, B no limit`: how `make up` and `make bench` name the limits they set."""
+    return ", ".join(f"{name} {'no limit' if limit is None else limit}" for name, limit in limits.items())
+
+
 def reserved_concurrency(logical_id: str) -> int | None:
     return LOCAL_RESERVED_CONCURRENCY.get(logical_id, LOCAL_RESERVED_CONCURRENCY_DEFAULT)
 
@@ -610,9 +615,7 @@ def up(port: int, stack_name: str, extra_overrides: list[str] | None = None) -> 
     repair_drift(port, stack_name)
     limits = limit_concurrency(port, stack_name)
     default = LOCAL_RESERVED_CONCURRENCY_DEFAULT
-    others = ", ".join(
-        f"{name} {'no limit' if limit is None else limit}" for name, limit in limits.items() if limit != default
-    )
+    others = describe_limits({name: limit for name, limit in limits.items() if limit != default})
     print(f"concurrency: at most {default} calls at once per function; {others} (LOCAL_RESERVED_CONCURRENCY)")
     warm_up(port, stack_name)
     added, kept = seed_sample_accounts(port, found)

@@ -25,7 +25,7 @@ def test_a_test_starts_only_once_every_load_test_of_its_run_has_finished() -> No
         with machine.machine_share(exclusive=False, load_tests=2):
             events.append("other test")
 
-    waiting = threading.Thread(target=other_test)
+    waiting = threading.Thread(target=other_test, daemon=True)  # a hang fails the assertion, not the run
     waiting.start()
     for name in ("first load test", "second load test"):
         time.sleep(0.7)  # longer than the waiting test's poll: it had its chance to start
