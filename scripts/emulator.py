@@ -6,7 +6,8 @@
     python scripts/emulator.py free-port          # print a free TCP port on 127.0.0.1
 
 The emulator runs Lambda handlers in worker processes of its own interpreter, so it is started from
-this project's Python 3.13 environment. Its PID and log live in `.emulator/`, and so does
+an environment of its own, `.venv-emulator` (Python 3.13 with ministack, boto3 and botocore, as lean as
+Lambda's runtime; requirements-emulator.in says why). Its PID and log live in `.emulator/`, and so does
 `current-port`: the port `make up` last deployed to, which `make env`, `make down` and the demo use
 when EMULATOR_PORT is not given (`stop` removes it with the emulator it names).
 """
@@ -21,13 +22,14 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = ROOT / ".emulator"
+# `make emulator-venv` creates it (every target that starts the emulator depends on it).
+EMULATOR_BIN = ROOT / ".venv-emulator" / "bin"
 CURRENT_PORT_FILE = STATE_DIR / "current-port"
 HEALTH_DEADLINE_SECONDS = 60
 
@@ -141,8 +143,8 @@ def emulator_environment(port: int, extra: dict[str, str] | None = None) -> dict
             # policies, and each Lambda runs with its execution role's credentials. The dummy key
             # `test` is the account root, so deploys and the tests' own calls are still allowed.
             "AUTH": "true",
-            # Workers import handler code with the emulator's interpreter: keep it this venv's.
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+            # Workers import handler code with the emulator's interpreter: keep it the emulator venv's.
+            "PATH": f"{EMULATOR_BIN}{os.pathsep}{env.get('PATH', '')}",
         }
     )
     env.update(extra or {})
@@ -157,7 +159,9 @@ def start(port: int, extra_env: dict[str, str] | None = None) -> subprocess.Pope
     STATE_DIR.mkdir(exist_ok=True)
     shutil.rmtree(temp_dir(port), ignore_errors=True)  # left by an emulator that was killed
     temp_dir(port).mkdir()
-    ministack = Path(sys.executable).parent / "ministack"
+    ministack = EMULATOR_BIN / "ministack"
+    if not ministack.exists():
+        raise FileNotFoundError(f"{ministack} not found: run `make emulator-venv` (it installs the emulator)")
     with log_file(port).open("ab") as log:
         process = subprocess.Popen(
             [str(ministack)],

@@ -31,6 +31,21 @@ def test_each_emulator_gets_its_own_temp_dir_which_forget_removes(
     assert not emulator.pid_file(4567).exists()
 
 
+def test_handlers_run_on_an_interpreter_without_the_dev_tools() -> None:
+    """The emulator's workers import what Lambda's python3.13 runtime offers (boto3), not what only `.venv`
+    has: a handler importing a dev-only package fails locally as on AWS, and no worker loads pyOpenSSL."""
+    interpreter = emulator.EMULATOR_BIN / "python"
+    assert (emulator.EMULATOR_BIN / "ministack").exists(), "run `make emulator-venv`"
+    probe = "import importlib.util as u, sys; print(*[m for m in sys.argv[1:] if u.find_spec(m)])"
+    dev_only = ["OpenSSL", "awscrt", "cryptography", "moto", "samcli", "pytest", "aws_lambda_powertools"]
+    runtime = ["boto3", "botocore"]
+    found = subprocess.run(
+        [str(interpreter), "-c", probe, *dev_only, *runtime], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert found == runtime
+    assert emulator.emulator_environment(4567)["PATH"].startswith(f"{emulator.EMULATOR_BIN}{os.pathsep}")
+
+
 def test_emulator_environment_drops_an_inherited_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://localhost:1")
     env = emulator.emulator_environment(4567)
@@ -151,7 +166,8 @@ def test_make_refuses_to_deploy_the_local_settings_to_a_non_local_endpoint(
 
 @pytest.mark.parametrize("url", [None, "http://localhost:4566", "http://127.0.0.1:4599/", "http://[::1]:4566"])
 def test_make_up_with_no_or_a_local_endpoint_deploys_to_the_emulator_port(tmp_path: Path, url: str | None) -> None:
-    (tmp_path / "requirements-dev.lock").touch()  # the venv's prerequisite, for -n to print the recipes
+    for lock in ("requirements-dev.lock", "requirements-emulator.lock"):  # the venvs' prerequisites, for -n
+        (tmp_path / lock).touch()
     env = {"AWS_ENDPOINT_URL": url} if url else {}
     assert "refusing" not in _run_make(tmp_path, "-n", "up", **env).stderr
     printed = _run_make(tmp_path, "-n", "up", "EMULATOR_PORT=4620", **env).stdout
