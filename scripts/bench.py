@@ -10,7 +10,8 @@ deployed stack in the results):
 - a burst of `--burst` (50) concurrent enrollments, each retrying 429s like `scripts/api_client.py`:
   whether all succeed within `--burst-deadline-seconds` (120) with no 5xx, and the time to all done;
 - peak resident memory of the emulator plus every process below it (RSS summed over the process tree,
-  sampled every 0.5 s by a thread) and the worker count, during those two loads.
+  sampled every 0.5 s by a thread; PSS summed as well, which counts shared pages once) and the worker
+  count, during those two loads.
 
 Then the stack redeployed with the template's (AWS) throttling, so that the emulator, not the stage, is
 what is measured:
@@ -135,13 +136,25 @@ def rss_kb(pid: int) -> int:
     return int(match.group(1)) if match else 0
 
 
+def pss_kb(pid: int) -> int:
+    """Proportional set size: the process's private pages plus its share of the pages it shares."""
+    try:
+        match = re.search(r"^Pss:\s+(\d+)", Path(f"/proc/{pid}/smaps_rollup").read_text(), re.MULTILINE)
+    except OSError:  # it ended meanwhile
+        return 0
+    return int(match.group(1)) if match else 0
+
+
 def memory_mb(pid: int) -> dict[str, float]:
-    """Resident memory of the emulator and of every process below it (its Lambda workers)."""
+    """Resident memory of the emulator and of every process below it (its Lambda workers): RSS summed,
+    which counts each shared page (the interpreter, shared libraries) once per process, and PSS summed,
+    which counts it once in all: the memory the tree takes from the machine."""
     tree = process_tree(pid)
     sizes = {member: rss_kb(member) for member in tree}
     return {
         "emulatorMb": round(sizes.get(pid, 0) / 1024, 1),
         "totalMb": round(sum(sizes.values()) / 1024, 1),
+        "pssTotalMb": round(sum(pss_kb(member) for member in tree) / 1024, 1),
         "workers": len(tree) - 1,
     }
 
@@ -174,6 +187,7 @@ class MemorySampler:
         return {
             "peakTotalMb": peak["totalMb"],
             "peakEmulatorMb": max(sample["emulatorMb"] for sample in self.samples),
+            "peakPssTotalMb": max(sample["pssTotalMb"] for sample in self.samples),
             "workersAtPeak": peak["workers"],
             "peakWorkers": max(sample["workers"] for sample in self.samples),
             "end": self.samples[-1],
@@ -808,7 +822,8 @@ def as_deployed_lines(result: dict[str, Any]) -> list[str]:
         f"{'**all succeeded**' if burst_run['allSucceededWithinDeadline'] else '**not all succeeded**'} within {burst_run['deadlineS']:g} s, "
         f"**{burst_run['answers5xx']} answers 5xx**, answers by status {statuses(burst_run['statuses'])}, {burst_run['retried429']} 429s retried; **all done after {burst_run['timeToAllDoneS']} s**.",
         f"- **Memory during those two loads** (RSS summed over the emulator's process tree every {memory['intervalS']} s): "
-        f"peak **{memory['peakTotalMb']} MB** with {memory['workersAtPeak']} worker processes (at most {memory['peakWorkers']}); the emulator's own process at most {memory['peakEmulatorMb']} MB.",
+        f"peak **{memory['peakTotalMb']} MB** with {memory['workersAtPeak']} worker processes (at most {memory['peakWorkers']}); the emulator's own process at most {memory['peakEmulatorMb']} MB; "
+        f"PSS summed (shared pages counted once) peaked at {memory['peakPssTotalMb']} MB.",
         "",
     ]
 
