@@ -33,7 +33,7 @@ EMULATOR_BIN = ROOT / ".venv-emulator" / "bin"
 CURRENT_PORT_FILE = STATE_DIR / "current-port"
 HEALTH_DEADLINE_SECONDS = 60
 
-# Bounded Lambda workers. The emulator starts one worker process (about 75 MB and 0.8 CPU-seconds to
+# Bounded Lambda workers. The emulator starts one worker process (about 57 MB and 0.8 CPU-seconds to
 # start) per *concurrent* call of a function, with no per-function cap; its only bound is the account
 # pool, which by default is memory / 21 MiB (16-1000): the benchmark's 50-client step left 154 workers
 # and 12.8 GB resident. Set both knobs here, deliberately, instead of inheriting that default:

@@ -544,7 +544,7 @@ def warm_up(port: int, stack_name: str) -> list[WarmUp]:
 
 # ------------------------------------------------------------------------------------- concurrency
 # The emulator runs each concurrent call of a function in a worker process of its own, started on demand
-# (about 0.8 CPU-seconds and 75 MB each) and with no cap per function: on 2 cores a burst starts workers
+# (about 0.8 CPU-seconds and 57 MB each) and with no cap per function: on 2 cores a burst starts workers
 # instead of running calls. Each function's reserved concurrency, which the emulator honours as a cap when
 # it is set with put-function-concurrency (it ignores the template's ReservedConcurrentExecutions), bounds
 # its workers; a call over it is throttled (TooManyRequestsException), and the state machines' Retry backs
