@@ -154,19 +154,15 @@ def sample_items() -> dict[str, int]:
         "rulesVersion": "2026-11-01.1",
         "eventualWorkflow": {"executionName": f"{request.contractId}-{'0' * 16}", "startedAt": stamp},
     }
-    account_item = {
+    # The UCP: the account's item (checked by the commit) and the contract's (created by it).
+    account_item = {"accountId": request.accountId, "recordId": "account", "status": "active", "flags": []}
+    contract_item = {
         "accountId": request.accountId,
-        "status": "active",
-        "flags": [],
-        "lastEnrollmentAt": stamp,
-        "contracts": {
-            request.contractId: {
-                "status": "enrolled",
-                "enrolledAt": stamp,
-                "payments": payments,
-                "correlationId": correlation_id,
-            }
-        },
+        "recordId": f"contract#{request.contractId}",
+        "status": "enrolled",
+        "enrolledAt": stamp,
+        "payments": payments,
+        "correlationId": correlation_id,
     }
     action = eventual[-1]
     action_item = {
@@ -207,6 +203,7 @@ def sample_items() -> dict[str, int]:
     return {
         "offer": write_units(offer_item),
         "account": write_units(account_item),
+        "contract": write_units(contract_item),
         "action": write_units(action_item),
         "audit": max(write_units(audit_item), write_units(eventual_audit_item)),
         "stream_record_bytes": len(json.dumps(record)),
@@ -325,7 +322,8 @@ def enrollment_model(durations: dict[str, float], design: Design = CURRENT) -> M
         0.2 * EXPRESS_MEMORY_GB * PRICES["sfn_express_gb_second"] * per_million,
     )
 
-    offer, account, action, audit = sizes["offer"], sizes["account"], sizes["action"], sizes["audit"]
+    offer, account, contract = sizes["offer"], sizes["account"], sizes["contract"]
+    action, audit = sizes["action"], sizes["audit"]
     same_day, eventual = sizes["same_day_actions"], sizes["eventual_actions"]
     actions = same_day + eventual
     # One audit item per run: the commit's carries received, verified and eligible; the eventual run's
@@ -338,8 +336,9 @@ def enrollment_model(durations: dict[str, float], design: Design = CURRENT) -> M
         "Offers put (received)": offer,
         "Offers update (verified)": offer,
         # The eventual actions' items are created when their hooks are scheduled, outside the transaction.
-        f"commit transaction: offer + UCP + {same_day} same-day action + {committed_audit} audit,"
-        " x2 for a transaction": 2 * (offer + account + same_day * action + committed_audit * audit),
+        f"commit transaction: offer + UCP account check + UCP contract + {same_day} same-day action"
+        f" + {committed_audit} audit, x2 for a transaction": 2
+        * (offer + account + contract + same_day * action + committed_audit * audit),
         "Offers update (eventual workflow started)": offer,
         f"actions: {scheduled} x created scheduled + {actions} x fulfilled": (scheduled + actions) * action,
         f"audit appends outside the commit ({audit_what})": audit_outside * audit,

@@ -197,8 +197,8 @@ def seed_sample_accounts(port: int, stack_outputs: dict[str, str]) -> tuple[int,
 
 
 def seed_accounts(dynamodb: Any, table_name: str) -> tuple[int, int]:
-    """Add each sample account that is absent; keep one that is there, with the contracts enrolled on
-    it since (a redeploy loses nothing). Returns (added, kept)."""
+    """Add each sample account that is absent; keep one that is there (a redeploy loses nothing, and the
+    contracts enrolled on an account are items of their own). Returns (added, kept)."""
     accounts = json.loads((ROOT / "events/enrollment/sample-accounts.json").read_text())
     serializer = TypeSerializer()
     added = kept = 0
@@ -216,17 +216,16 @@ def seed_accounts(dynamodb: Any, table_name: str) -> tuple[int, int]:
 
 
 def add_active_accounts(dynamodb: Any, table_name: str, prefix: str, count: int) -> list[str]:
-    """`count` active UCP accounts with no contract (`PREFIX-00`, `PREFIX-01`, …): one per load client,
-    so that concurrent enrollments do not all update one UCP item."""
+    """`count` active UCP accounts with no contract (`PREFIX-00`, `PREFIX-01`, …): one per load client."""
     accounts = [f"{prefix}-{number:02d}" for number in range(count)]
     for account_id in accounts:
         dynamodb.put_item(
             TableName=table_name,
             Item={
                 "accountId": {"S": account_id},
+                "recordId": {"S": "account"},
                 "status": {"S": "active"},
                 "flags": {"L": []},
-                "contracts": {"M": {}},
             },
         )
     return accounts

@@ -37,12 +37,12 @@ BACKGROUND_AUDIT_STEPS = ("action:", "hook:", "eventual-workflow", "reject:")
 BACKGROUND_CONTRACT_FIELDS = ("interestRate", "rateChange")
 
 
-def without_background_effects(account: dict[str, Any]) -> dict[str, Any]:
-    contracts = {
-        contract_id: {key: value for key, value in contract.items() if key not in BACKGROUND_CONTRACT_FIELDS}
-        for contract_id, contract in account.get("contracts", {}).items()
-    }
-    return {**account, "contracts": contracts}
+def without_background_effects(ucp_item: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in ucp_item.items() if key not in BACKGROUND_CONTRACT_FIELDS}
+
+
+def ucp_contract(local_stack: LocalStack, contract_id: str, account_id: str = "A-100") -> dict[str, Any] | None:
+    return item(local_stack, "UcpTableName", {"accountId": account_id, "recordId": f"contract#{contract_id}"})
 
 
 def snapshot(local_stack: LocalStack) -> dict[str, Any]:
@@ -51,7 +51,7 @@ def snapshot(local_stack: LocalStack) -> dict[str, Any]:
     tables = {name: scan(dynamodb, local_stack.outputs[name]) for name in TABLE_OUTPUTS}
     state: dict[str, Any] = {
         "offers": {o["OfferId"]: o["status"] for o in tables["OffersTableName"]},
-        "ucp": [without_background_effects(account) for account in tables["UcpTableName"]],
+        "ucp": [without_background_effects(ucp_item) for ucp_item in tables["UcpTableName"]],
         "actions": sorted((a["contractId"], a["actionName"]) for a in tables["ActionsTableName"]),
         "audit": sorted(
             e["entryId"] for e in tables["AuditTableName"] if not e["step"].startswith(BACKGROUND_AUDIT_STEPS)
@@ -95,9 +95,9 @@ def test_eligible_offer_is_enrolled_end_to_end(local_stack: LocalStack, enrollme
     assert all(a["dueAt"] > body["enrollmentDate"] for a in body["eventualActions"])
 
     assert item(local_stack, "OffersTableName", {"OfferId": "IT-ELIGIBLE-1"})["status"] == "enrolled"
-    account = item(local_stack, "UcpTableName", {"accountId": "A-100"})
-    assert account["contracts"]["IT-ELIGIBLE-1"]["status"] == "enrolled"
-    assert len(account["contracts"]["IT-ELIGIBLE-1"]["payments"]) == 12
+    contract = ucp_contract(local_stack, "IT-ELIGIBLE-1")
+    assert contract["status"] == "enrolled"
+    assert len(contract["payments"]) == 12
     actions = [
         a
         for a in scan(local_stack.client("dynamodb"), local_stack.outputs["ActionsTableName"])
@@ -153,7 +153,7 @@ def test_ineligible_offer_is_a_normal_answer_with_reasons(
     assert item(local_stack, "OffersTableName", {"OfferId": "IT-INELIGIBLE-1"})["status"] == "ineligible"
     assert "rules-lab=ineligible: the account is flagged for bankruptcy" in audit_trail(local_stack, "IT-INELIGIBLE-1")
     assert contract_records(local_stack, "IT-INELIGIBLE-1") == []
-    assert "IT-INELIGIBLE-1" not in item(local_stack, "UcpTableName", {"accountId": "A-200"})["contracts"]
+    assert ucp_contract(local_stack, "IT-INELIGIBLE-1", "A-200") is None
 
 
 @pytest.mark.parametrize(("account_id", "reason"), [("A-999", "AccountNotFound"), ("A-300", "AccountInactive")])
@@ -290,7 +290,7 @@ def test_concurrent_requests_for_one_contract_enroll_exactly_once(
     rejections = [e for e in audit_trail(local_stack, "IT-RACE-1") if e.startswith("receive-offer=rejected")]
     assert len(rejections) == RACE_CLIENTS - 1
     # One UCP change and one set of hooks.
-    assert item(local_stack, "UcpTableName", {"accountId": "A-100"})["contracts"]["IT-RACE-1"]["status"] == "enrolled"
+    assert ucp_contract(local_stack, "IT-RACE-1")["status"] == "enrolled"
     scheduler = local_stack.client("scheduler")
     group = local_stack.outputs["HookScheduleGroupName"]
     hooks = wait_until(
@@ -379,7 +379,7 @@ def test_publish_failure_reverts_to_a_consistent_audited_state_and_a_retry_succe
     stored = item(local_stack, "OffersTableName", {"OfferId": "IT-FAULT-1"})
     assert stored["status"] == "failed"
     assert "AccessDenied" in stored["failureReason"]
-    assert "IT-FAULT-1" not in item(local_stack, "UcpTableName", {"accountId": "A-100"})["contracts"]
+    assert ucp_contract(local_stack, "IT-FAULT-1") is None
     actions = [
         a
         for a in scan(local_stack.client("dynamodb"), local_stack.outputs["ActionsTableName"])
@@ -394,4 +394,4 @@ def test_publish_failure_reverts_to_a_consistent_audited_state_and_a_retry_succe
 
     assert retried.status == 201, retried
     assert len(contract_records(local_stack, "IT-FAULT-1")) == 1
-    assert item(local_stack, "UcpTableName", {"accountId": "A-100"})["contracts"]["IT-FAULT-1"]["status"] == "enrolled"
+    assert ucp_contract(local_stack, "IT-FAULT-1")["status"] == "enrolled"

@@ -24,6 +24,7 @@ from enrollment.eventual.fulfillment import LEASE
 from enrollment.eventual.hooks import schedule_name
 from tests.integration.conftest import EnrollmentApi, LocalStack
 from tests.support.enrollment import audit_trail, effects, post, reconcile, request, scan, stream_records
+from tests.support.invariants import ucp_contracts as ucp_contract_items
 from tests.support.waiting import finished_execution, wait_until
 
 pytestmark = pytest.mark.integration
@@ -97,10 +98,14 @@ def settled(local_stack: LocalStack, contract_id: str, status: str) -> None:
 
 
 def ucp_contracts(local_stack: LocalStack, account_id: str = "A-100") -> dict[str, Any]:
-    answer = local_stack.client("dynamodb").get_item(
-        TableName=local_stack.outputs["UcpTableName"], Key={"accountId": {"S": account_id}}, ConsistentRead=True
+    """The contracts the account holds in the UCP (an item each), by contract id."""
+    answer = local_stack.client("dynamodb").query(
+        TableName=local_stack.outputs["UcpTableName"],
+        KeyConditionExpression="accountId = :account AND begins_with(recordId, :contract)",
+        ExpressionAttributeValues={":account": {"S": account_id}, ":contract": {"S": "contract#"}},
+        ConsistentRead=True,
     )
-    return (_plain(answer.get("Item")) or {}).get("contracts") or {}
+    return ucp_contract_items([_plain(item) for item in answer["Items"]], account_id)
 
 
 def actions(local_stack: LocalStack, contract_id: str) -> dict[str, dict[str, Any]]:

@@ -114,7 +114,10 @@ def read_account(local_stack: LocalStack) -> dict[str, Any]:
     return {
         "service": "dynamodb",
         "operation": "get_item",
-        "params": {"TableName": local_stack.outputs["UcpTableName"], "Key": key("accountId", "A-100")},
+        "params": {
+            "TableName": local_stack.outputs["UcpTableName"],
+            "Key": key("accountId", "A-100") | key("recordId", "account"),
+        },
     }
 
 

@@ -15,6 +15,7 @@ import stack
 from enrollment.eventual import hooks
 from tests.integration.conftest import STACK_NAME, EnrollmentApi, LocalStack
 from tests.support.enrollment import post, request, scan
+from tests.support.invariants import ucp_contracts
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -36,7 +37,7 @@ def contract_state(local_stack: LocalStack, contract_id: str, account_id: str) -
     and its hooks' schedules."""
     dynamodb = local_stack.client("dynamodb")
     outputs = local_stack.outputs
-    accounts = [a for a in scan(dynamodb, outputs["UcpTableName"]) if a["accountId"] == account_id]
+    contracts = ucp_contracts(scan(dynamodb, outputs["UcpTableName"]), account_id)
     offers = [o for o in scan(dynamodb, outputs["OffersTableName"]) if o["OfferId"] == contract_id]
     actions = [a for a in scan(dynamodb, outputs["ActionsTableName"]) if a["contractId"] == contract_id]
     scheduler = local_stack.client("scheduler")
@@ -48,7 +49,7 @@ def contract_state(local_stack: LocalStack, contract_id: str, account_id: str) -
         for s in page["Schedules"]
     ]
     return {
-        "contract": accounts[0]["contracts"].get(contract_id) if accounts else None,
+        "contract": contracts.get(contract_id),
         "offer": offers[0] if offers else None,
         "actions": sorted(actions, key=lambda a: a["actionName"]),
         "schedules": {

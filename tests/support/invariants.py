@@ -216,16 +216,25 @@ def _enrolled_without_audit(world: World) -> list[str]:
     ]
 
 
+def ucp_contracts(ucp_items: list[dict[str, Any]], account_id: str | None = None) -> dict[str, dict[str, Any]]:
+    """The contracts the UCP items hold (each is an item `recordId = "contract#<id>"` of its account), by
+    contract id; only `account_id`'s when given."""
+    return {
+        item["recordId"].removeprefix("contract#"): item
+        for item in ucp_items
+        if item["recordId"].startswith("contract#") and account_id in (None, item["accountId"])
+    }
+
+
 def _ucp_without_enrolled_offer(world: World) -> list[str]:
     found = []
-    for account in world.ucp:
-        for contract_id, entry in (account.get("contracts") or {}).items():
-            status = world.offers.get(contract_id, {}).get("status")
-            expected = {"enrolled", "cancelled"} if status == "cancelling" else {status}
-            if status not in ENROLLED_OR_CANCELLED or entry.get("status") not in expected:
-                found.append(
-                    f"UCP {account['accountId']} holds {contract_id} as {entry.get('status')} but the offer is {status}"
-                )
+    for contract_id, entry in ucp_contracts(world.ucp).items():
+        status = world.offers.get(contract_id, {}).get("status")
+        expected = {"enrolled", "cancelled"} if status == "cancelling" else {status}
+        if status not in ENROLLED_OR_CANCELLED or entry.get("status") not in expected:
+            found.append(
+                f"UCP {entry['accountId']} holds {contract_id} as {entry.get('status')} but the offer is {status}"
+            )
     return found
 
 

@@ -40,7 +40,8 @@ def test_the_commit_transaction_bills_the_same_day_actions_only() -> None:
     [commit] = [line for line in cost_model.enrollment_model({}).lines if "commit transaction" in line.what]
 
     assert "1 same-day action + 1 audit" in commit.what
-    assert "8 WRU" in commit.what  # 2 x (offer + UCP + 1 action + the run's audit item), 1 unit each
+    # 2 x (offer + the UCP's account check and contract item + 1 action + the run's audit item), 1 unit each
+    assert "10 WRU" in commit.what
 
 
 def test_the_cost_page_shows_the_levers_as_the_model_prices_them() -> None:

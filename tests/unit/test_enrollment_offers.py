@@ -180,12 +180,38 @@ def test_record_outcome_leaves_another_executions_offer_alone(enrollment_tables:
     assert offer_item(enrollment_tables)["status"] == "received"
 
 
+def test_an_enrollment_writes_its_own_ucp_item_and_never_the_accounts(enrollment_tables: Tables) -> None:
+    """What an enrollment writes in the UCP does not grow with the contracts the account holds: each
+    contract is an item of its own, and the account's item stays as it was."""
+    account_before = store.get_account(enrollment_tables, "A-100")
+    for number, execution in enumerate((EXECUTION, OTHER_EXECUTION)):
+        offer = accepted(enrollment_tables, execution, contractId=f"C-{2001 + number}")
+        verified = offers.verify_customer(enrollment_tables, offer, execution)
+        offers.commit_enrollment(enrollment_tables, offer, execution, eligibility(offer, verified["account"]))
+
+    assert store.get_account(enrollment_tables, "A-100") == account_before
+    held = sorted(item["recordId"] for item in enrollment_tables.ucp.scan()["Items"] if item["accountId"] == "A-100")
+    assert held == ["account", "contract#C-2001", "contract#C-2002"]
+    assert store.get_contract(enrollment_tables, "A-100", "C-2002")["status"] == "enrolled"
+
+
+def test_a_commit_for_an_account_the_ucp_lost_is_refused_and_writes_nothing(enrollment_tables: Tables) -> None:
+    offer = accepted(enrollment_tables)
+    verified = offers.verify_customer(enrollment_tables, offer, EXECUTION)
+    enrollment_tables.ucp.delete_item(Key={"accountId": "A-100", "recordId": "account"})  # after the verify
+    before = everything(enrollment_tables)
+
+    with pytest.raises(ConditionNotMetError):
+        offers.commit_enrollment(enrollment_tables, offer, EXECUTION, eligibility(offer, verified["account"]))
+
+    assert everything(enrollment_tables) == before
+
+
 def test_commit_updates_ucp_offer_actions_and_audit_at_once(enrollment_tables: Tables) -> None:
     offer = enrolled(enrollment_tables)
 
     assert offer_item(enrollment_tables)["status"] == "enrolled"
-    account = enrollment_tables.ucp.get_item(Key={"accountId": "A-100"})["Item"]
-    contract = account["contracts"]["C-1001"]
+    contract = store.get_contract(enrollment_tables, "A-100", "C-1001")
     assert contract["status"] == "enrolled"
     assert len(contract["payments"]) == 12
     # Only the same-day action has its item now; an eventual one gets it when its hook is scheduled.
@@ -227,7 +253,7 @@ def test_revert_undoes_the_enrollment_and_releases_the_guard(enrollment_tables: 
     assert result == {"reverted": True}
     item = offer_item(enrollment_tables)
     assert (item["status"], item["failureReason"]) == ("failed", "Kinesis down")
-    assert "C-1001" not in enrollment_tables.ucp.get_item(Key={"accountId": "A-100"})["Item"]["contracts"]
+    assert store.get_contract(enrollment_tables, "A-100", "C-1001") is None
     # Every action is cancelled, the eventual ones too (their items created so): the publication may have
     # reached the stream, and a cancelled item refuses the eventual workflow's scheduling.
     states = {a["actionName"]: a["state"] for a in enrollment_tables.actions.scan()["Items"]}

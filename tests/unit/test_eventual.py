@@ -299,10 +299,7 @@ def test_cancel_deletes_hooks_and_keeps_fulfilled_actions(
     assert {a["name"]: a["state"] for a in status["actions"]} == {
         "action2": "fulfilled", "action100": "cancelled", "action1": "cancelled", "rateChange": "cancelled"
     }  # fmt: skip
-    assert (
-        enrollment_tables.ucp.get_item(Key={"accountId": "A-100"})["Item"]["contracts"]["C-1001"]["status"]
-        == "cancelled"
-    )
+    assert store.get_contract(enrollment_tables, "A-100", "C-1001")["status"] == "cancelled"
     assert any(entry["step"] == "cancel" for entry in status["audit"])
     # A retry answers what the cancel answered.
     assert manage.cancel_enrollment(enrollment_tables, scheduler, "enrollment-hooks", "C-1001") == result

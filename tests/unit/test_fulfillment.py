@@ -71,7 +71,7 @@ def test_rate_change_sets_the_seeds_new_rate_on_the_contract_in_the_ucp(
     result = deliver(enrollment_tables, rate_change, due_clock(rate_change))
 
     assert result["result"] == {"effect": "interest rate changed", "newRate": 0.0499}
-    contract = enrollment_tables.ucp.get_item(Key={"accountId": "A-100"})["Item"]["contracts"][CONTRACT]
+    contract = store.get_contract(enrollment_tables, "A-100", CONTRACT)
     assert str(contract["interestRate"]) == "0.0499"
     assert contract["rateChange"]["idempotencyKey"] == f"{CONTRACT}/rateChange/{rate_change['dueAt']}"
 
@@ -196,7 +196,7 @@ def test_a_rate_change_that_crashes_between_the_ucp_and_its_effect_sets_the_rate
 
     assert (retried["status"], retried["duplicate"]) == ("fulfilled", False)
     key = f"{CONTRACT}/rateChange/{rate_change['dueAt']}"
-    contract = enrollment_tables.ucp.get_item(Key={"accountId": "A-100"})["Item"]["contracts"][CONTRACT]
+    contract = store.get_contract(enrollment_tables, "A-100", CONTRACT)
     assert (str(contract["interestRate"]), contract["rateChange"]) == (
         "0.0499",
         {"idempotencyKey": key, "at": first_attempt},
@@ -214,10 +214,10 @@ def test_setting_a_rate_with_another_key_replaces_it_and_the_same_key_changes_no
     later = first + timedelta(days=1)
     assert store.set_contract_rate(enrollment_tables, "A-100", CONTRACT, Decimal("0.04"), "k1", first) is True
     assert store.set_contract_rate(enrollment_tables, "A-100", CONTRACT, Decimal("0.05"), "k1", later) is False
-    contract = enrollment_tables.ucp.get_item(Key={"accountId": "A-100"})["Item"]["contracts"][CONTRACT]
+    contract = store.get_contract(enrollment_tables, "A-100", CONTRACT)
     assert (contract["interestRate"], contract["rateChange"]["at"]) == (Decimal("0.04"), isoformat(first))
     assert store.set_contract_rate(enrollment_tables, "A-100", CONTRACT, Decimal("0.05"), "k2", later) is True
-    contract = enrollment_tables.ucp.get_item(Key={"accountId": "A-100"})["Item"]["contracts"][CONTRACT]
+    contract = store.get_contract(enrollment_tables, "A-100", CONTRACT)
     assert (contract["interestRate"], contract["rateChange"]["idempotencyKey"]) == (Decimal("0.05"), "k2")
 
 
@@ -365,7 +365,7 @@ def test_a_claim_whose_delivery_died_before_its_effect_is_cancelled_not_performe
     assert (after_the_cancel["status"], after_the_cancel["duplicate"]) == ("cancelled", False)
     assert after_the_cancel["reason"].startswith("not performed: the contract is cancelled")
     assert effects(enrollment_tables) == [], "nothing is performed after the cancel"
-    contract = enrollment_tables.ucp.get_item(Key={"accountId": "A-100"})["Item"]["contracts"][CONTRACT]
+    contract = store.get_contract(enrollment_tables, "A-100", CONTRACT)
     assert "rateChange" not in contract, "the rate is not changed"
     assert action_item(enrollment_tables, "rateChange")["state"] == "cancelled"
     audit = [e for e in enrollment_tables.audit.scan()["Items"] if e["step"] == "action:rateChange"]
@@ -387,13 +387,13 @@ def test_a_claim_whose_delivery_died_after_its_effect_is_fulfilled_with_the_same
         enrollment_tables, rate_change, clock, monkeypatch,
         lambda patched: patched.setattr(fulfillment.faults, "checkpoint", die_after_the_rate),
     )  # fmt: skip
-    set_at = enrollment_tables.ucp.get_item(Key={"accountId": "A-100"})["Item"]["contracts"][CONTRACT]["rateChange"]
+    set_at = store.get_contract(enrollment_tables, "A-100", CONTRACT)["rateChange"]
     _cancel_while_a_dead_delivery_holds_the_claim(enrollment_tables, clock)
 
     after_the_cancel = deliver(enrollment_tables, rate_change, clock, "t2")
 
     assert (after_the_cancel["status"], after_the_cancel["duplicate"]) == ("fulfilled", False)
-    contract = enrollment_tables.ucp.get_item(Key={"accountId": "A-100"})["Item"]["contracts"][CONTRACT]
+    contract = store.get_contract(enrollment_tables, "A-100", CONTRACT)
     assert contract["rateChange"] == set_at, "the rate was set once, before the cancel"
     [effect] = effects(enrollment_tables)
     assert (effect["idempotencyKey"], effect["calls"]) == (set_at["idempotencyKey"], 1)

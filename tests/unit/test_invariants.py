@@ -71,7 +71,11 @@ def consistent_world() -> World:
     same_day = ENROLLED_AT
     return World(
         offers={"C-1": offer("C-1", same_day, ENROLLED_AT), "C-2": offer("C-2", SECOND_DATE, SECOND_COMMIT)},
-        ucp=[{"accountId": "A-100", "contracts": {"C-1": {"status": "enrolled"}, "C-2": {"status": "enrolled"}}}],
+        ucp=[
+            {"accountId": "A-100", "recordId": "account", "status": "active"},
+            {"accountId": "A-100", "recordId": "contract#C-1", "status": "enrolled"},
+            {"accountId": "A-100", "recordId": "contract#C-2", "status": "enrolled"},
+        ],
         actions=[
             {
                 "contractId": "C-1",
@@ -160,7 +164,7 @@ def test_a_fulfilled_action_without_its_effect_is_a_violation() -> None:
 def test_an_effect_claimed_after_its_contract_left_enrolled_is_a_violation(status: str, stamp: str) -> None:
     world = broken()
     world.offers["C-1"].update(status=status, **{stamp: at(-(CONFIRMATION_SECONDS + 450))})
-    world.ucp[0]["contracts"]["C-1"]["status"] = status
+    world.ucp[1]["status"] = status  # C-1's contract item
     if status == "failed":  # a reverted contract's hook and waiting action are gone
         world.schedules.pop(0)
         item(world, "C-1", "action1")["state"] = "cancelled"

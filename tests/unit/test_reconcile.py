@@ -135,18 +135,21 @@ def test_an_interrupted_cancel_is_finished_by_its_retry_with_the_same_answer(
     assert hook_names(scheduler) == []
     item = offer_item(enrollment_tables)
     assert item["status"] == "cancelled"
-    ucp = enrollment_tables.ucp.get_item(Key={"accountId": "A-100"})["Item"]
-    assert ucp["contracts"][CONTRACT]["status"] == "cancelled"
+    assert store.get_contract(enrollment_tables, "A-100", CONTRACT)["status"] == "cancelled"
     cancels = [e for e in store.audit_trail(enrollment_tables, CONTRACT) if e["step"] == "cancel"]
     assert len(cancels) == 1
 
 
 def set_ucp_contracts(tables: Tables, contracts: dict[str, Any]) -> None:
-    tables.ucp.update_item(
-        Key={"accountId": "A-100"},
-        UpdateExpression="SET contracts = :contracts",
-        ExpressionAttributeValues={":contracts": contracts},
-    )
+    """Account A-100 holds exactly `contracts` (contract id: its item's attributes) in the UCP."""
+    held = tables.ucp.query(
+        KeyConditionExpression="accountId = :account AND begins_with(recordId, :contract)",
+        ExpressionAttributeValues={":account": "A-100", ":contract": "contract#"},
+    )["Items"]
+    for item in held:
+        tables.ucp.delete_item(Key={"accountId": item["accountId"], "recordId": item["recordId"]})
+    for contract_id, attributes in contracts.items():
+        tables.ucp.put_item(Item={"accountId": "A-100", "recordId": f"contract#{contract_id}", **attributes})
 
 
 def test_a_contract_the_ucp_lost_is_cancelled_and_its_audit_entry_says_the_ucp_had_no_entry(
@@ -164,7 +167,7 @@ def test_a_contract_the_ucp_lost_is_cancelled_and_its_audit_entry_says_the_ucp_h
     [cancel] = [e for e in store.audit_trail(enrollment_tables, CONTRACT) if e["step"] == "cancel"]
     assert cancel["outcome"].endswith("; the UCP had no entry for the contract")
     assert cancel["details"]["ucpEntry"] == "absent"
-    assert enrollment_tables.ucp.get_item(Key={"accountId": "A-100"})["Item"]["contracts"] == {}, "nothing made up"
+    assert store.get_contract(enrollment_tables, "A-100", CONTRACT) is None, "nothing made up"
     assert manage.cancel_enrollment(enrollment_tables, scheduler, GROUP, CONTRACT) == answer
 
 
@@ -188,8 +191,9 @@ def test_a_cancel_fails_when_the_ucp_holds_the_contract_in_another_state_or_lost
 ) -> None:
     from commonlib.errors import ConditionNotMetError
 
-    if contracts is None:
-        enrollment_tables.ucp.delete_item(Key={"accountId": "A-100"})
+    if contracts is None:  # the account and every item it held
+        set_ucp_contracts(enrollment_tables, {})
+        enrollment_tables.ucp.delete_item(Key={"accountId": "A-100", "recordId": "account"})
     else:
         set_ucp_contracts(enrollment_tables, contracts)
 

@@ -34,20 +34,27 @@ def test_seeding_adds_every_sample_account_to_an_empty_table(ucp: Any) -> None:
 def test_seeding_again_keeps_an_existing_accounts_contracts(ucp: Any) -> None:
     dynamodb = boto3.client("dynamodb", region_name="us-east-1")
     stack.seed_accounts(dynamodb, TABLE)
-    contract = {"status": "enrolled", "payments": [{"n": 1, "amount": "125.0"}]}
-    ucp.update_item(
-        Key={"accountId": "A-100"},
-        UpdateExpression="SET contracts.#c = :c",
-        ExpressionAttributeNames={"#c": "C-1001"},
-        ExpressionAttributeValues={":c": contract},
+    contract = {"accountId": "A-100", "recordId": "contract#C-1001", "status": "enrolled"}
+    ucp.put_item(Item=contract)
+    ucp.update_item(  # an account changed since it was seeded keeps the change
+        Key={"accountId": "A-100", "recordId": "account"},
+        UpdateExpression="SET #status = :closed",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={":closed": "inactive"},
     )
-    ucp.delete_item(Key={"accountId": "A-400"})  # one missing account: the second seeding adds it back
+    ucp.delete_item(Key={"accountId": "A-400", "recordId": "account"})  # missing: the second seeding adds it back
 
     added, kept = stack.seed_accounts(dynamodb, TABLE)
 
     assert (added, kept) == (1, len(SAMPLE) - 1)
-    assert ucp.get_item(Key={"accountId": "A-100"}, ConsistentRead=True)["Item"]["contracts"] == {"C-1001": contract}
-    assert ucp.get_item(Key={"accountId": "A-400"}, ConsistentRead=True)["Item"]["contracts"] == {}
+
+    def held(account_id: str, record_id: str) -> dict[str, Any] | None:
+        key = {"accountId": account_id, "recordId": record_id}
+        return ucp.get_item(Key=key, ConsistentRead=True).get("Item")
+
+    assert held("A-100", "contract#C-1001") == contract
+    assert held("A-100", "account")["status"] == "inactive"
+    assert held("A-400", "account")["status"] == "active"
 
 
 def test_seeding_raises_any_other_error(aws: None) -> None:

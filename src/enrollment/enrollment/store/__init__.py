@@ -78,6 +78,7 @@ from enrollment.store.ucp import (
     cancel_ucp_contract,
     contract_rate_key,
     get_account,
+    get_contract,
     set_contract_rate,
 )
 
@@ -122,6 +123,7 @@ __all__ = [
     "finish_cancel",
     "get_account",
     "get_action",
+    "get_contract",
     "get_offer",
     "item_from_condition_failure",
     "mark_eventual_workflow",

@@ -28,6 +28,7 @@ from enrollment.store.tables import (
     scan_where_in,
     storable,
 )
+from enrollment.store.ucp import account_key, contract_key
 
 
 def get_offer(tables: Tables, contract_id: str) -> dict[str, Any] | None:
@@ -197,7 +198,7 @@ def commit_enrollment(
     entry: dict[str, Any],
     now: datetime,
 ) -> None:
-    """One transaction: offer `enrolled` (verified by `execution_id`), the UCP's contract entry (status
+    """One transaction: offer `enrolled` (verified by `execution_id`), the UCP's contract item (status
     enrolled, payments), one pending item per same-day action, and the run's audit `entry`. Raises
     `ConditionNotMetError` when any of them is refused (a replay finds the offer enrolled already)."""
     contract_id, correlation_id = offer["contractId"], offer["correlationId"]
@@ -226,14 +227,19 @@ def commit_enrollment(
                 },
             }
         },
+        # The account must exist; the contract's own item is created, never one the account holds already.
         {
-            "Update": {
+            "ConditionCheck": {
                 "TableName": tables.ucp.name,
-                "Key": {"accountId": offer["accountId"]},
-                "UpdateExpression": "SET contracts.#contract = :entry, lastEnrollmentAt = :now",
-                "ConditionExpression": "attribute_exists(accountId) AND attribute_not_exists(contracts.#contract)",
-                "ExpressionAttributeNames": {"#contract": contract_id},
-                "ExpressionAttributeValues": {":entry": ucp_entry, ":now": isoformat(now)},
+                "Key": account_key(offer["accountId"]),
+                "ConditionExpression": "attribute_exists(recordId)",
+            }
+        },
+        {
+            "Put": {
+                "TableName": tables.ucp.name,
+                "Item": contract_key(offer["accountId"], contract_id) | ucp_entry,
+                "ConditionExpression": "attribute_not_exists(recordId)",
             }
         },
     ]
@@ -273,7 +279,7 @@ def revert_enrollment(
     tables: Tables, offer: dict[str, Any], execution_id: str, reason: str, entry: dict[str, Any], now: datetime
 ) -> None:
     """One transaction: the offer `failed` with the reason (which releases the guard), the UCP's contract
-    entry removed, the same-day actions (the only ones the commit wrote) cancelled, and the audit
+    item deleted, the same-day actions (the only ones the commit wrote) cancelled, and the audit
     `entry`. Raises `ConditionNotMetError` when the offer is not enrolled by `execution_id`."""
     contract_id = offer["contractId"]
     items: list[dict[str, Any]] = [
@@ -293,14 +299,7 @@ def revert_enrollment(
                 },
             }
         },
-        {
-            "Update": {
-                "TableName": tables.ucp.name,
-                "Key": {"accountId": offer["accountId"]},
-                "UpdateExpression": "REMOVE contracts.#contract",
-                "ExpressionAttributeNames": {"#contract": contract_id},
-            }
-        },
+        {"Delete": {"TableName": tables.ucp.name, "Key": contract_key(offer["accountId"], contract_id)}},
     ]
     for action in offer["immediateActions"]:
         cancel = cancel_action_update(contract_id, action, offer["correlationId"], now)
