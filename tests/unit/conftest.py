@@ -65,7 +65,7 @@ def enrollment_tables(aws: None, monkeypatch: pytest.MonkeyPatch) -> Any:
 
     names = {
         "OFFERS_TABLE_NAME": ("OffersTable", "Offers"),
-        "UCP_TABLE_NAME": ("UcpTable", "UcpAccounts"),
+        "UCP_TABLE_NAME": ("UcpTable", "Ucp"),
         "ACTIONS_TABLE_NAME": ("ActionsTable", "EnrollmentActions"),
         "AUDIT_TABLE_NAME": ("AuditTable", "EnrollmentAudit"),
         "ACTION_EFFECTS_TABLE_NAME": ("ActionEffectsTable", "ActionEffects"),

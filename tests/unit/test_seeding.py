@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from tests.unit.conftest import create_table
 
 SAMPLE = json.loads((Path(__file__).resolve().parents[2] / "events/enrollment/sample-accounts.json").read_text())
-TABLE = "UcpAccounts"
+TABLE = "Ucp"
 
 
 @pytest.fixture
