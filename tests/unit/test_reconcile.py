@@ -155,7 +155,8 @@ def set_ucp_contracts(tables: Tables, contracts: dict[str, Any]) -> None:
 def test_a_contract_the_ucp_lost_is_cancelled_and_its_audit_entry_says_the_ucp_had_no_entry(
     enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
 ) -> None:
-    """A re-seed of the account wiped its contracts: the cancel completes instead of failing forever."""
+    """The UCP lost the contract's item (deleted, or a restore from before it): the cancel completes
+    instead of failing forever."""
     schedule_all(enrollment_tables, scheduler, enrolled)
     set_ucp_contracts(enrollment_tables, {})
 

@@ -28,10 +28,10 @@ def contract_key(account_id: str, contract_id: str) -> dict[str, str]:
 
 def cancel_ucp_contract(tables: Tables, account_id: str, contract_id: str) -> str:
     """The contract's item in the account goes `cancelled`: `UCP_CANCELLED` (also when it already
-    was). `UCP_ABSENT` when the account holds no item for the contract (lost, for example by a re-seed
-    of the account): there is nothing to cancel there, and nothing is written. Raises
-    `ConditionNotMetError` when the account does not exist, or the contract is neither enrolled nor
-    cancelled."""
+    was). `UCP_ABSENT` when the account holds no item for the contract (deleted by hand, or lost to a
+    restore of the table from before the enrollment): there is nothing to cancel there, and nothing is
+    written. Raises `ConditionNotMetError` when the account does not exist, or the contract is neither
+    enrolled nor cancelled."""
     try:
         with aws_errors_as_domain_errors():
             tables.ucp.update_item(
