@@ -161,6 +161,24 @@ def test_cancel_before_the_hooks_fire(local_stack: LocalStack, enrollment_api: E
     assert request("GET", f"{enrollment_api.url}/EV-CANCEL-1", None).status == 403
 
 
+def test_a_cancel_of_a_contract_the_ucp_lost_completes_with_the_functions_own_grants(
+    local_stack: LocalStack, enrollment_api: EnrollmentApi
+) -> None:
+    """The contract's UCP item is gone (deleted by hand): EnrollmentManage, under its own role, reads the
+    account to tell an absent item from an absent account, and the cancel completes and says so."""
+    enroll(enrollment_api, "EV-CANCEL-LOST", [{"name": "action2", "offset": 0}])
+    key = {"accountId": {"S": SEED["accountId"]}, "recordId": {"S": "contract#EV-CANCEL-LOST"}}
+    local_stack.client("dynamodb").delete_item(TableName=local_stack.outputs["UcpTableName"], Key=key)
+
+    cancelled = request("DELETE", f"{enrollment_api.url}/EV-CANCEL-LOST", enrollment_api.api_key)
+
+    assert cancelled.status == 200, cancelled
+    after = status(enrollment_api, "EV-CANCEL-LOST")
+    assert after["status"] == "cancelled"
+    [cancel] = [e for e in after["audit"] if e["step"] == "cancel"]
+    assert cancel["outcome"].endswith("; the UCP had no entry for the contract"), cancel
+
+
 def test_a_cancel_racing_a_firing_hook_reports_the_action_done_or_cancels_it_never_both(
     local_stack: LocalStack, enrollment_api: EnrollmentApi
 ) -> None:
