@@ -52,30 +52,27 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{gsub(/\$$\$$/, "$$", $$2); printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  Emulator port: $(EMULATOR_PORT) (EMULATOR_PORT=N on any target to choose; \`make up\` records it in .emulator/current-port)"
 
-$(BIN)/.installed: requirements-dev.lock
+# The recipe of each environment: $(1) created with Python 3.13 and filled from the lock file $(2).
+define create-venv
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.13 (pyenv reads .python-version)"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.lock
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install --quiet --upgrade pip
+	$(1)/bin/python -m pip install --quiet -r $(2)
 	@touch $@
+endef
+
+$(BIN)/.installed: requirements-dev.lock
+	$(call create-venv,$(VENV),requirements-dev.lock)
 
 venv: $(BIN)/.installed ## Create the Python 3.13 dev environment from the lock file
 
 $(CHECKOV_VENV)/bin/.installed: requirements-checkov.lock
-	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.13 (pyenv reads .python-version)"; exit 1; }
-	$(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.lock
-	@touch $@
+	$(call create-venv,$(CHECKOV_VENV),requirements-checkov.lock)
 
 checkov-venv: $(CHECKOV_VENV)/bin/.installed ## Create .venv-checkov (checkov alone) from requirements-checkov.lock
 
 $(EMULATOR_VENV)/bin/.installed: requirements-emulator.lock
-	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.13 (pyenv reads .python-version)"; exit 1; }
-	$(PYTHON) -m venv $(EMULATOR_VENV)
-	$(EMULATOR_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(EMULATOR_VENV)/bin/python -m pip install --quiet -r requirements-emulator.lock
-	@touch $@
+	$(call create-venv,$(EMULATOR_VENV),requirements-emulator.lock)
 
 emulator-venv: $(EMULATOR_VENV)/bin/.installed ## Create .venv-emulator (the emulator and the handlers' boto3) from requirements-emulator.lock
 
