@@ -13,27 +13,35 @@ item the new stack wrote meanwhile is kept.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
 
-ACCOUNT_RECORD = "account"
-CONTRACT_RECORD_PREFIX = "contract#"
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "src/layers/common"), str(ROOT / "src/enrollment")]
+
+from enrollment.store.ucp import account_key, contract_key  # noqa: E402
+
 # Written on the account item by the old layout's commit; the contract items carry their own times.
 DROPPED_ACCOUNT_FIELDS = ("contracts", "lastEnrollmentAt")
 
 
 def split(old_item: dict[str, Any]) -> list[dict[str, Any]]:
     """An old account item (DynamoDB JSON) as the new layout's items: the account, then each contract."""
-    account_id = old_item["accountId"]
+    account_id = old_item["accountId"]["S"]
     account = {key: value for key, value in old_item.items() if key not in DROPPED_ACCOUNT_FIELDS}
-    items = [account | {"recordId": {"S": ACCOUNT_RECORD}}]
+    items = [account | as_dynamodb_json(account_key(account_id))]
     for contract_id, entry in old_item.get("contracts", {}).get("M", {}).items():
-        record = {"S": CONTRACT_RECORD_PREFIX + contract_id}
-        items.append({"accountId": account_id, "recordId": record} | entry["M"])
+        items.append(as_dynamodb_json(contract_key(account_id, contract_id)) | entry["M"])
     return items
+
+
+def as_dynamodb_json(key: dict[str, str]) -> dict[str, dict[str, str]]:
+    return {name: {"S": value} for name, value in key.items()}
 
 
 def old_items(dynamodb: Any, table: str) -> Iterator[dict[str, Any]]:

@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from enrollment.store.ucp import CONTRACT_RECORD_PREFIX
 from tests.support.enrollment import raw_stream_records, scan
 
 SETTLE_CHECKS = 4
@@ -220,9 +221,9 @@ def ucp_contracts(ucp_items: list[dict[str, Any]], account_id: str | None = None
     """The contracts the UCP items hold (each is an item `recordId = "contract#<id>"` of its account), by
     contract id; only `account_id`'s when given."""
     return {
-        item["recordId"].removeprefix("contract#"): item
+        item["recordId"].removeprefix(CONTRACT_RECORD_PREFIX): item
         for item in ucp_items
-        if item["recordId"].startswith("contract#") and account_id in (None, item["accountId"])
+        if item["recordId"].startswith(CONTRACT_RECORD_PREFIX) and account_id in (None, item["accountId"])
     }
 
 

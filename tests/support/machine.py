@@ -69,5 +69,6 @@ def _load_tests_done(run: str) -> int:
 
 
 def _record_load_test_done(run: str) -> None:
-    """Written while holding the exclusive lock, so two load tests never write at once."""
-    LOAD_DONE.write_text("".join(f"{run}\n" for _ in range(_load_tests_done(run) + 1)))
+    """Appended while holding the exclusive lock, so two load tests never write at once."""
+    with LOAD_DONE.open("a") as done:
+        done.write(f"{run}\n")

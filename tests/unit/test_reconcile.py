@@ -14,6 +14,8 @@ from enrollment import store
 from enrollment.eventual import fulfillment, hooks, manage, reconcile, stream
 from enrollment.immediate import offers, publisher
 from enrollment.store import Tables
+from enrollment.store.ucp import contract_key
+from tests.support.invariants import ucp_contracts
 from tests.unit.enrollment_fixtures import EXECUTION, STARTED, FixedClock, RecordingStepFunctions, schedule_hook
 
 CONTRACT = "C-1001"
@@ -142,14 +144,10 @@ def test_an_interrupted_cancel_is_finished_by_its_retry_with_the_same_answer(
 
 def set_ucp_contracts(tables: Tables, contracts: dict[str, Any]) -> None:
     """Account A-100 holds exactly `contracts` (contract id: its item's attributes) in the UCP."""
-    held = tables.ucp.query(
-        KeyConditionExpression="accountId = :account AND begins_with(recordId, :contract)",
-        ExpressionAttributeValues={":account": "A-100", ":contract": "contract#"},
-    )["Items"]
-    for item in held:
-        tables.ucp.delete_item(Key={"accountId": item["accountId"], "recordId": item["recordId"]})
+    for contract_id in ucp_contracts(tables.ucp.scan()["Items"], "A-100"):
+        tables.ucp.delete_item(Key=contract_key("A-100", contract_id))
     for contract_id, attributes in contracts.items():
-        tables.ucp.put_item(Item={"accountId": "A-100", "recordId": f"contract#{contract_id}", **attributes})
+        tables.ucp.put_item(Item=contract_key("A-100", contract_id) | attributes)
 
 
 def test_a_contract_the_ucp_lost_is_cancelled_and_its_audit_entry_says_the_ucp_had_no_entry(
