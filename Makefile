@@ -24,7 +24,7 @@ EMULATOR_PORT := $(or $(shell grep -xE '[0-9]{1,5}' .emulator/current-port 2>/de
 endif
 STACK_NAME ?= mock-payment-workflow-stack
 # Test workers (pytest-xdist). The integration tests mostly wait (on hooks due in compressed days, on the
-# scheduler's 10 s tick, on the API's throttling), so four workers, each with an emulator and a stack
+# reconciler's grace, on the API's throttling), so four workers, each with an emulator and a stack
 # of its own, overlap those waits on two cores; an idle worker takes tests from a busy one (worksteal).
 # The two `load` tests run while no other test does (the machine lock, tests/conftest.py).
 # PARALLEL= runs everything in one process.

@@ -715,7 +715,7 @@ def measure_hooks(
             for contract, item in zip(contracts, items, strict=True)
             if item.get("state", {}).get("S") != "fulfilled"
         },
-        "note": "the emulator's scheduler checks every 10 s",
+        "note": f"the emulator's scheduler checks every {emulator.scheduler_tick_seconds():g} s (SCHEDULER_TICK_SECONDS)",
     }
 
 

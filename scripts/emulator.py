@@ -50,6 +50,17 @@ HEALTH_DEADLINE_SECONDS = 60
 # The caller's environment overrides both (e.g. `LAMBDA_ACCOUNT_CONCURRENCY=50 make up`).
 LAMBDA_ACCOUNT_CONCURRENCY = 50
 LAMBDA_WARM_TTL_SECONDS = 60
+# The EventBridge Scheduler's sweep (scripts/emulator_main.py): a hook fires at most this late. The
+# emulator's own 10 s is more than three of samconfig `local`'s 3-second offset days; 1 s is a third of
+# one, as AWS's minute is a small part of a real day. The caller's environment overrides it.
+SCHEDULER_TICK_SECONDS = 1
+# Started with the emulator's interpreter: ministack with the sweep above.
+EMULATOR_MAIN = ROOT / "scripts" / "emulator_main.py"
+
+
+def scheduler_tick_seconds() -> float:
+    """How often the emulator's Scheduler sweeps: SCHEDULER_TICK_SECONDS from the caller, else 1."""
+    return float(os.environ.get("SCHEDULER_TICK_SECONDS", SCHEDULER_TICK_SECONDS))
 
 
 def recorded_port() -> int | None:
@@ -139,6 +150,7 @@ def emulator_environment(port: int, extra: dict[str, str] | None = None) -> dict
             "TMPDIR": str(temp_dir(port)),
             "LAMBDA_ACCOUNT_CONCURRENCY": os.environ.get("LAMBDA_ACCOUNT_CONCURRENCY", str(LAMBDA_ACCOUNT_CONCURRENCY)),
             "LAMBDA_WARM_TTL_SECONDS": os.environ.get("LAMBDA_WARM_TTL_SECONDS", str(LAMBDA_WARM_TTL_SECONDS)),
+            "SCHEDULER_TICK_SECONDS": str(scheduler_tick_seconds()),
             # IAM is enforced: every request is SigV4-checked and evaluated against the caller's
             # policies, and each Lambda runs with its execution role's credentials. The dummy key
             # `test` is the account root, so deploys and the tests' own calls are still allowed.
@@ -159,12 +171,13 @@ def start(port: int, extra_env: dict[str, str] | None = None) -> subprocess.Pope
     STATE_DIR.mkdir(exist_ok=True)
     shutil.rmtree(temp_dir(port), ignore_errors=True)  # left by an emulator that was killed
     temp_dir(port).mkdir()
-    ministack = EMULATOR_BIN / "ministack"
-    if not ministack.exists():
-        raise FileNotFoundError(f"{ministack} not found: run `make emulator-venv` (it installs the emulator)")
+    if not (EMULATOR_BIN / "ministack").exists():
+        raise FileNotFoundError(
+            f"{EMULATOR_BIN / 'ministack'} not found: run `make emulator-venv` (it installs the emulator)"
+        )
     with log_file(port).open("ab") as log:
         process = subprocess.Popen(
-            [str(ministack)],
+            [str(EMULATOR_BIN / "python"), str(EMULATOR_MAIN)],
             cwd=STATE_DIR,
             env=emulator_environment(port, extra_env),
             stdin=subprocess.DEVNULL,

@@ -71,6 +71,53 @@ def test_the_callers_environment_overrides_the_lambda_bounds(monkeypatch: pytest
     assert emulator.emulator_environment(4567, {"LAMBDA_ACCOUNT_CONCURRENCY": "5"})["LAMBDA_ACCOUNT_CONCURRENCY"] == "5"
 
 
+def test_the_scheduler_sweeps_every_second_unless_the_caller_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SCHEDULER_TICK_SECONDS", raising=False)
+    assert emulator.emulator_environment(4567)["SCHEDULER_TICK_SECONDS"] == "1.0"
+    monkeypatch.setenv("SCHEDULER_TICK_SECONDS", "10")
+    assert emulator.emulator_environment(4567)["SCHEDULER_TICK_SECONDS"] == "10.0"
+
+
+@pytest.mark.parametrize(("setting", "swept_every"), [(None, "10.0"), ("1", "1.0"), ("0.5", "0.5")])
+def test_the_emulators_entry_point_sets_the_scheduler_sweep_before_ministack_starts(
+    setting: str | None, swept_every: str
+) -> None:
+    """scripts/emulator_main.py on the emulator's own interpreter, with ministack's server replaced by a probe
+    that prints the sweep interval ministack's scheduler then reads (its default is 10 s)."""
+    probe = (
+        "import runpy, sys, ministack.app, ministack.services.scheduler as s;"
+        "ministack.app.main = lambda: print(s._SCHEDULE_TICK_INTERVAL);"
+        "sys.argv = [sys.argv[1]]; runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "SCHEDULER_TICK_SECONDS"}
+    if setting is not None:
+        env["SCHEDULER_TICK_SECONDS"] = setting
+    ran = subprocess.run(
+        [str(emulator.EMULATOR_BIN / "python"), "-c", probe, str(emulator.EMULATOR_MAIN)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == swept_every
+
+
+@pytest.mark.parametrize("setting", ["0", "-1", "61"])
+def test_the_emulators_entry_point_refuses_a_sweep_out_of_bounds(setting: str) -> None:
+    ran = subprocess.run(
+        [str(emulator.EMULATOR_BIN / "python"), str(emulator.EMULATOR_MAIN)],
+        env={**os.environ, "SCHEDULER_TICK_SECONDS": setting},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert ran.returncode != 0
+    assert f"SCHEDULER_TICK_SECONDS={float(setting)}" in ran.stderr
+
+
 # -------------------------------------------------------------------------- the port travels
 @pytest.fixture
 def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
