@@ -181,11 +181,12 @@ def test_the_deployed_definitions_name_the_emulators_partition(local_stack: Loca
     its service integrations on `arn:aws:states:::`, runs the same definitions as before. Every workflow test
     of this suite runs through those integrations; this names the cause when one is left unresolved."""
     stepfunctions = local_stack.client("stepfunctions")
-    machines = stepfunctions.list_state_machines()["stateMachines"]
+    # This stack's three (another test may have deployed a second stack to the same emulator).
+    machines = [arn for output, arn in local_stack.outputs.items() if output.endswith("StateMachineArn")]
     assert len(machines) == 3, machines
-    for machine in machines:
-        definition = stepfunctions.describe_state_machine(stateMachineArn=machine["stateMachineArn"])["definition"]
-        assert "${" not in definition, f"{machine['name']}: a DefinitionSubstitution is left unresolved"
+    for arn in machines:
+        definition = stepfunctions.describe_state_machine(stateMachineArn=arn)["definition"]
+        assert "${" not in definition, f"{arn}: a DefinitionSubstitution is left unresolved"
         tasks = [state for _, state in walk(json.loads(definition)) if state["Type"] == "Task"]
         assert tasks
-        assert all(task["Resource"].startswith("arn:aws:states:::") for task in tasks), machine["name"]
+        assert all(task["Resource"].startswith("arn:aws:states:::") for task in tasks), arn
