@@ -171,10 +171,9 @@ def start(port: int, extra_env: dict[str, str] | None = None) -> subprocess.Pope
     STATE_DIR.mkdir(exist_ok=True)
     shutil.rmtree(temp_dir(port), ignore_errors=True)  # left by an emulator that was killed
     temp_dir(port).mkdir()
-    if not (EMULATOR_BIN / "ministack").exists():
-        raise FileNotFoundError(
-            f"{EMULATOR_BIN / 'ministack'} not found: run `make emulator-venv` (it installs the emulator)"
-        )
+    installed = EMULATOR_BIN / "ministack"
+    if not installed.exists():
+        raise FileNotFoundError(f"{installed} not found: run `make emulator-venv` (it installs the emulator)")
     with log_file(port).open("ab") as log:
         process = subprocess.Popen(
             [str(EMULATOR_BIN / "python"), str(EMULATOR_MAIN)],
