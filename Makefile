@@ -110,11 +110,12 @@ env: ## Print the exports that point the aws and sam CLIs at the emulator: eval 
 
 # The environments share nothing, and pip spends part of each install waiting on files: side by side they
 # are ready sooner than one after the other. Running the stack and its tests needs two of them; lint, all three.
+# (-f: the sub-make reads this Makefile wherever it is started from.)
 run-environments:
-	@$(MAKE) --no-print-directory -j2 venv emulator-venv
+	@$(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) -j2 venv emulator-venv
 
 environments:
-	@$(MAKE) --no-print-directory -j3 venv checkov-venv emulator-venv
+	@$(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) -j3 venv checkov-venv emulator-venv
 
 lint: environments ## ruff, cfn-lint and checkov
 	$(BIN)/ruff check .
