@@ -41,8 +41,10 @@ class Faults:
         self.table = local_stack.outputs["FaultInjectionTableName"]
         self.armed: list[tuple[str, str]] = []
 
-    def arm(self, function_name: str, failures: int, at: str = faults.BEFORE) -> None:
-        faults.arm(self.dynamodb, self.table, function_name, failures, at)
+    def arm(self, function_name: str, failures: int, at: str = faults.BEFORE, contract_id: str | None = None) -> None:
+        """`contract_id`: only invocations of that contract take the fault (FulfillAction and ScheduleHook also
+        run for the hooks and re-drives of earlier scenarios on this stack, which must not take it)."""
+        faults.arm(self.dynamodb, self.table, function_name, failures, at, contract_id)
         self.armed.append((function_name, at))
 
     def injected(self, function_name: str, at: str = faults.BEFORE) -> int:
@@ -246,7 +248,7 @@ def test_transient_fault_in_the_compensation_still_reverts(
 def test_faults_in_the_same_day_fulfillment(
     local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults
 ) -> None:
-    fault.arm("FulfillAction", TRANSIENT)
+    fault.arm("FulfillAction", TRANSIENT, contract_id="FI-T-FulfillAction")
     transient = post(enrollment_api.url, offer("FI-T-FulfillAction"), enrollment_api.api_key)
     assert transient.status == 201, transient
     assert [a["status"] for a in transient.body["sameDayActions"]] == ["fulfilled"]
@@ -259,7 +261,7 @@ def test_faults_in_the_same_day_fulfillment(
     # Persistent: the enrollment stands (it is committed and published); the answer says the same-day
     # delivery was deferred, the action stays pending, and the reconciler delivers it again: once.
     contract_id = "FI-P-FulfillAction"
-    fault.arm("FulfillAction", PERSISTENT)
+    fault.arm("FulfillAction", PERSISTENT, contract_id=contract_id)
     answer = post(enrollment_api.url, offer(contract_id), enrollment_api.api_key)
     assert answer.status == 201, answer
     assert [a["status"] for a in answer.body["sameDayActions"]] == ["deferred"]
@@ -294,7 +296,7 @@ def test_a_same_day_delivery_that_crashes_after_any_write_is_finished_once_with_
         body = offer(contract_id)
         if action_name == "rateChange":
             body["contractDraft"]["List"][0] = {"name": "rateChange", "offset": 0, "otherData": {"newRate": NEW_RATE}}
-        fault.arm("FulfillAction", 1, at=point)
+        fault.arm("FulfillAction", 1, at=point, contract_id=contract_id)
         answer = post(enrollment_api.url, body, enrollment_api.api_key)
         assert answer.status == 201, answer
         assert fault.injected("FulfillAction", at=point) == 1
@@ -481,7 +483,9 @@ def test_a_crash_after_an_eventual_write_is_retried_without_a_second_effect(
     the mark and starts no second run. ScheduleHook created the hook, then
     died: the retried step finds this hook under its name and creates no second one."""
     contract_id = f"FI-{function_name}-{point}"
-    fault.arm(function_name, 1, at=point)
+    # ScheduleHook's fault for this contract only; DataLambda's event is a batch of stream records, which
+    # names no contract at its top.
+    fault.arm(function_name, 1, at=point, contract_id=contract_id if function_name == "ScheduleHook" else None)
 
     enroll_with_hooks(enrollment_api, contract_id, {"action1": 300})
 
@@ -498,7 +502,7 @@ def test_a_crash_after_an_eventual_write_is_retried_without_a_second_effect(
 def test_schedule_hook_faults_transient_then_persistent_then_the_reconciler_redrives(
     local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults
 ) -> None:
-    fault.arm("ScheduleHook", TRANSIENT)
+    fault.arm("ScheduleHook", TRANSIENT, contract_id="FI-T-ScheduleHook")
     enroll_with_hooks(enrollment_api, "FI-T-ScheduleHook", {"action1": 300})
     # The action is marked `scheduled` before its hook is created: wait for the hook itself.
     wait_until(lambda: hook_exists(local_stack, "FI-T-ScheduleHook", "action1"), 90, "the hook")
@@ -507,7 +511,7 @@ def test_schedule_hook_faults_transient_then_persistent_then_the_reconciler_redr
 
     # Persistent: the action fails with the reason, the run fails (its alarm), the offer stays unconfirmed.
     contract_id = "FI-P-ScheduleHook"
-    fault.arm("ScheduleHook", PERSISTENT)
+    fault.arm("ScheduleHook", PERSISTENT, contract_id=contract_id)
     enroll_with_hooks(enrollment_api, contract_id, {"action1": 300})
     failed = wait_until(
         lambda: (a := actions(local_stack, contract_id).get("action1")) and a["state"] == "failed" and a,
@@ -535,7 +539,9 @@ def test_a_hook_delivery_that_fails_before_its_claim_is_delivered_again_by_the_r
     function once. Either way the action stays `scheduled` with no hook (it deleted itself after
     firing) until the reconciler re-creates it: performed once."""
     contract_id = "FI-HookTarget"
-    fault.arm("FulfillAction", 1)  # no same-day action in this draft: the hook is the first call
+    fault.arm(
+        "FulfillAction", 1, contract_id=contract_id
+    )  # no same-day action in this draft: the hook is the first call
 
     enroll_with_hooks(enrollment_api, contract_id, {"action1": 1})
 
@@ -553,7 +559,7 @@ def test_a_hook_delivery_that_crashes_after_its_effect_is_finished_once_with_the
     local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults
 ) -> None:
     contract_id = "FI-HookEffect"
-    fault.arm("FulfillAction", 1, at="after-effect")
+    fault.arm("FulfillAction", 1, at="after-effect", contract_id=contract_id)
 
     enroll_with_hooks(enrollment_api, contract_id, {"action1": 1})
 
@@ -574,7 +580,7 @@ def test_a_hook_delivery_that_died_holding_its_claim_performs_nothing_after_a_ca
     the answer reports the action in flight. Once the lease lapses the reconciler's hook settles the claim:
     the downstream has no effect under its key, so the action ends cancelled, never performed."""
     contract_id = "FI-HookDiedCancel"
-    fault.arm("FulfillAction", 1, at="after-claim")
+    fault.arm("FulfillAction", 1, at="after-claim", contract_id=contract_id)
 
     enroll_with_hooks(enrollment_api, contract_id, {"action1": 1})
     wait_until(lambda: fault.injected("FulfillAction", at="after-claim") == 1, 90, "the hook to die holding its claim")
@@ -691,8 +697,8 @@ def test_an_asynchronous_invocation_that_keeps_failing_lands_on_the_hooks_dead_l
     twice and then sends it with its error to the hooks' dead-letter queue (EventInvokeConfig
     OnFailure). The emulator's scheduler calls the function directly, so the asynchronous path is
     driven here with an `Event` invocation: 1 call + 2 retries, all failing."""
-    fault.arm("FulfillAction", PERSISTENT)
     marker = {"contractId": "FI-Async-FulfillAction", "correlationId": "dead-letter"}
+    fault.arm("FulfillAction", PERSISTENT, contract_id=marker["contractId"])
 
     local_stack.client("lambda").invoke(
         FunctionName="FulfillAction", InvocationType="Event", Payload=json.dumps(marker).encode()

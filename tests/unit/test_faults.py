@@ -122,3 +122,41 @@ def test_fault_injection_is_off_unless_the_local_config_enables_it() -> None:
     config = tomllib.loads((ROOT / "samconfig.toml").read_text())
     assert "FaultInjection=enabled" not in config["default"]["deploy"]["parameters"]["parameter_overrides"]
     assert "FaultInjection=enabled" in config["local"]["deploy"]["parameters"]["parameter_overrides"].split()
+
+
+def test_a_fault_armed_for_a_contract_fires_only_in_an_invocation_of_that_contract(fault_table: str) -> None:
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    handler, calls = handler_counting_calls()
+    faults.arm(dynamodb, fault_table, "FulfillAction", 1, contract_id="C-MINE")
+    context = FakeLambdaContext(function_name="FulfillAction")
+
+    # Another contract's hook, a step's event of another contract, and an event naming none: all run.
+    assert handler({"contractId": "C-OTHER", "action": {"name": "action1"}}, context) == {"ok": True}
+    assert handler({"offer": {"contractId": "C-OTHER"}}, context) == {"ok": True}
+    assert handler({"Records": []}, context) == {"ok": True}
+    assert faults.injected_count(dynamodb, fault_table, "FulfillAction") == 0
+    with pytest.raises(faults.InjectedFaultError):
+        handler({"contractId": "C-MINE", "action": {"name": "action1"}}, context)
+    assert handler({"contractId": "C-MINE"}, context) == {"ok": True}  # used up
+    assert len(calls) == 4
+    assert faults.injected_count(dynamodb, fault_table, "FulfillAction") == 1
+
+
+def test_a_fault_armed_for_a_contract_matches_the_offer_of_a_steps_event(fault_table: str) -> None:
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    handler, _ = handler_counting_calls()
+    faults.arm(dynamodb, fault_table, "AcceptOffer", 1, contract_id="C-MINE")
+
+    with pytest.raises(faults.InjectedFaultError):
+        handler({"offer": {"contractId": "C-MINE"}}, FakeLambdaContext(function_name="AcceptOffer"))
+
+
+def test_arming_a_point_again_without_a_contract_lifts_its_scope(fault_table: str) -> None:
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    handler, _ = handler_counting_calls()
+    context = FakeLambdaContext(function_name="FulfillAction")
+    faults.arm(dynamodb, fault_table, "FulfillAction", 1, contract_id="C-MINE")
+    faults.arm(dynamodb, fault_table, "FulfillAction", 1)
+
+    with pytest.raises(faults.InjectedFaultError):
+        handler({"contractId": "C-OTHER"}, context)

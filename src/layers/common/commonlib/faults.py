@@ -16,6 +16,11 @@ A fault is armed for one *point* of one function (see `arm`):
 Each armed invocation atomically takes one unit of that point's count while it is above zero, then
 raises `InjectedFaultError`. The function's item is read once per invocation; a function with nothing
 armed costs that one read and nothing else.
+
+A fault may be armed for one contract (`arm(..., contract_id=...)`): it then fires only in an invocation
+whose event names that contract (`contractId` at the top, as a hook's or a step's event has it, or in
+its `offer`). Background work of another contract (a hook due from an earlier scenario on the same
+stack, a reconciler run) then never takes a fault meant for this one.
 """
 
 from __future__ import annotations
@@ -49,7 +54,9 @@ def injectable[F: Callable[..., Any]](handler: F) -> F:
         _Invocation.function_name, _Invocation.armed = None, frozenset()
         if table_name:
             _Invocation.function_name = context.function_name
-            _Invocation.armed = _armed_points(aws.client("dynamodb"), table_name, context.function_name)
+            _Invocation.armed = _armed_points(
+                aws.client("dynamodb"), table_name, context.function_name, _contract_of(event)
+            )
         try:
             checkpoint(BEFORE)
             result = handler(event, context)
@@ -84,29 +91,55 @@ def checkpoint(point: str) -> None:
     raise InjectedFaultError(f"injected fault {injected} in {where} (local fault injection)")
 
 
-def _armed_points(dynamodb: Any, table_name: str, function_name: str) -> frozenset[str]:
-    item = dynamodb.get_item(TableName=table_name, Key={"functionName": {"S": function_name}}, ConsistentRead=True)
-    points = item.get("Item", {}).get("points", {}).get("M", {})
-    return frozenset(point for point, count in points.items() if int(count["N"]) > 0)
+def _contract_of(event: Any) -> str | None:
+    """The contract an invocation's event names: `contractId` at the top, or in its `offer`."""
+    if not isinstance(event, dict):
+        return None
+    offer = event.get("offer")
+    contract_id = event.get("contractId", offer.get("contractId") if isinstance(offer, dict) else None)
+    return contract_id if isinstance(contract_id, str) else None
 
 
-def arm(dynamodb: Any, table_name: str, function_name: str, failures: int, at: str = BEFORE) -> None:
-    """Make `function_name` fail at point `at` of its next `failures` invocations (0 disarms it)."""
+def _armed_points(dynamodb: Any, table_name: str, function_name: str, contract_id: str | None) -> frozenset[str]:
+    """The points armed for this invocation: a count above zero, and no contract or this one."""
+    item = dynamodb.get_item(TableName=table_name, Key={"functionName": {"S": function_name}}, ConsistentRead=True).get(
+        "Item", {}
+    )
+    points = item.get("points", {}).get("M", {})
+    scopes = item.get("contracts", {}).get("M", {})
+    return frozenset(
+        point
+        for point, count in points.items()
+        if int(count["N"]) > 0 and scopes.get(point, {}).get("S") in (None, contract_id)
+    )
+
+
+def arm(
+    dynamodb: Any, table_name: str, function_name: str, failures: int, at: str = BEFORE, contract_id: str | None = None
+) -> None:
+    """Make `function_name` fail at point `at` of its next `failures` invocations (0 disarms it), only
+    those whose event names `contract_id` when it is given."""
     key = {"functionName": {"S": function_name}}
     dynamodb.update_item(
         TableName=table_name,
         Key=key,
         # One placeholder per map: ministack 1.5.33 stores a value used twice as one shared object, so
-        # `points` and `injected` would then change together.
-        UpdateExpression="SET points = if_not_exists(points, :points), injected = if_not_exists(injected, :injected)",
-        ExpressionAttributeValues={":points": {"M": {}}, ":injected": {"M": {}}},
+        # the maps would then change together.
+        UpdateExpression="SET points = if_not_exists(points, :points), injected = if_not_exists(injected, :injected),"
+        " contracts = if_not_exists(contracts, :contracts)",
+        ExpressionAttributeValues={":points": {"M": {}}, ":injected": {"M": {}}, ":contracts": {"M": {}}},
     )
+    values = {":failures": {"N": str(failures)}, ":zero": {"N": "0"}}
+    scope = " REMOVE contracts.#point"
+    if contract_id:
+        values[":contract"] = {"S": contract_id}
+        scope = ", contracts.#point = :contract"
     dynamodb.update_item(
         TableName=table_name,
         Key=key,
-        UpdateExpression="SET points.#point = :failures, injected.#point = :zero",
+        UpdateExpression=f"SET points.#point = :failures, injected.#point = :zero{scope}",
         ExpressionAttributeNames={"#point": at},
-        ExpressionAttributeValues={":failures": {"N": str(failures)}, ":zero": {"N": "0"}},
+        ExpressionAttributeValues=values,
     )
 
 
