@@ -102,9 +102,8 @@ def _contract_of(event: Any) -> str | None:
 
 def _armed_points(dynamodb: Any, table_name: str, function_name: str, contract_id: str | None) -> frozenset[str]:
     """The points armed for this invocation: a count above zero, and no contract or this one."""
-    item = dynamodb.get_item(TableName=table_name, Key={"functionName": {"S": function_name}}, ConsistentRead=True).get(
-        "Item", {}
-    )
+    key = {"functionName": {"S": function_name}}
+    item = dynamodb.get_item(TableName=table_name, Key=key, ConsistentRead=True).get("Item", {})
     points = item.get("points", {}).get("M", {})
     scopes = item.get("contracts", {}).get("M", {})
     return frozenset(
