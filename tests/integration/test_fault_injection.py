@@ -539,9 +539,8 @@ def test_a_hook_delivery_that_fails_before_its_claim_is_delivered_again_by_the_r
     function once. Either way the action stays `scheduled` with no hook (it deleted itself after
     firing) until the reconciler re-creates it: performed once."""
     contract_id = "FI-HookTarget"
-    fault.arm(
-        "FulfillAction", 1, contract_id=contract_id
-    )  # no same-day action in this draft: the hook is the first call
+    # No same-day action in this draft: the hook is the first call.
+    fault.arm("FulfillAction", 1, contract_id=contract_id)
 
     enroll_with_hooks(enrollment_api, contract_id, {"action1": 1})
 
