@@ -110,7 +110,7 @@ env: ## Print the exports that point the aws and sam CLIs at the emulator: eval 
 
 # The environments share nothing, and pip spends part of each install waiting on files: side by side they
 # are ready sooner than one after the other. Running the stack and its tests needs two of them; lint, all three.
-# (-f: the sub-make reads this Makefile wherever it is started from.)
+# (-f, here and in `test`: the sub-make reads this Makefile wherever it is started from.)
 run-environments:
 	@$(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) -j2 venv emulator-venv
 
@@ -141,7 +141,7 @@ load: run-environments ## only the two 50-client tests (marked `load`; both are 
 # follows theirs; either failing fails the target.
 test: run-environments ## Every test: lint (beside the tests, at the lowest CPU priority), unit, integration
 	@mkdir -p .aws-sam
-	@nice -n 19 $(MAKE) --no-print-directory lint > .aws-sam/lint.log 2>&1 & linting=$$!; \
+	@nice -n 19 $(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) lint > .aws-sam/lint.log 2>&1 & linting=$$!; \
 	$(BIN)/pytest -q $(PARALLEL); tested=$$?; \
 	wait $$linting; linted=$$?; \
 	echo "== make lint (ran beside the tests)"; cat .aws-sam/lint.log; \
