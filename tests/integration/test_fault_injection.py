@@ -20,11 +20,12 @@ from boto3.dynamodb.types import TypeDeserializer
 
 from commonlib import faults
 from commonlib.clock import parse_isoformat
-from enrollment.eventual.fulfillment import LEASE
+from enrollment.eventual.fulfillment import lease_for
 from enrollment.eventual.hooks import schedule_name
 from tests.integration.conftest import EnrollmentApi, LocalStack
 from tests.support.enrollment import audit_trail, effects, post, reconcile, request, scan, stream_records
 from tests.support.invariants import ucp_contracts as ucp_contract_items
+from tests.support.template import template
 from tests.support.waiting import finished_execution, wait_until
 
 pytestmark = pytest.mark.integration
@@ -302,7 +303,7 @@ def test_a_same_day_delivery_that_crashes_after_any_write_is_finished_once_with_
         assert fault.injected("FulfillAction", at=point) == 1
         contracts[point] = contract_id
 
-    # A claim whose delivery crashed is taken over once its lease lapsed (fulfillment.LEASE, 30 s).
+    # A claim whose delivery crashed is taken over once its lease lapsed (the invocation's timeout and a margin).
     reconciled_until(
         local_stack,
         lambda: all(
@@ -325,7 +326,8 @@ def test_a_same_day_delivery_that_crashes_after_any_write_is_finished_once_with_
             assert entry["interestRate"] == Decimal(str(NEW_RATE))
             assert entry["rateChange"]["idempotencyKey"] == effect["idempotencyKey"]
             # Set by the crashed attempt, within its lease: the takeover (after the lease) did not set it again.
-            assert parse_isoformat(entry["rateChange"]["at"]) < parse_isoformat(item["claimedAt"]) + LEASE
+            longest_lease = lease_for(int(template()["Globals"]["Function"]["Timeout"]) * 1000)
+            assert parse_isoformat(entry["rateChange"]["at"]) < parse_isoformat(item["claimedAt"]) + longest_lease
 
 
 def action_state(local_stack: LocalStack, contract_id: str, name: str) -> str | None:

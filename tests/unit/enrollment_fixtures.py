@@ -6,12 +6,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from enrollment.eventual.fulfillment import lease_for
 from enrollment.eventual.hooks import schedule_name
 
 EVENTS = Path(__file__).resolve().parents[2] / "events" / "enrollment"
 STARTED = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
 EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:EnrollmentStateMachine:run-1"
 OTHER_EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:EnrollmentStateMachine:run-2"
+# The lease of a delivery that claims at the start of an invocation of FulfillAction (Timeout 10 s).
+LEASE = lease_for(10_000)
 
 
 def seed_offer(**changes: Any) -> dict[str, Any]:

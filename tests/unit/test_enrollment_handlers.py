@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,36 @@ def test_sample_events_drive_the_whole_step_chain(enrollment_tables: Tables, str
     assert published["sequenceNumber"]
     fulfilled = eventual_handlers.fulfill_action(event("fulfill-action"), lambda_context)
     assert (fulfilled["name"], fulfilled["status"]) == ("action2", "fulfilled")
+
+
+def test_fulfill_action_leases_its_claim_for_the_rest_of_its_invocation(
+    enrollment_tables: Tables, stream: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim's lease comes from the invocation's own remaining time, not from a constant: a delivery
+    that dies holding it frees the action as soon as it has certainly ended."""
+    from commonlib import faults
+    from commonlib.clock import isoformat, utc_now
+    from enrollment.eventual import fulfillment
+
+    immediate_handlers.accept_offer(event("accept-offer"), lambda_context)
+    immediate_handlers.verify_customer(event("verify-customer"), lambda_context)
+    immediate_handlers.commit_enrollment(event("commit-enrollment"), lambda_context)
+
+    def die_after_the_claim(point: str) -> None:
+        if point == "after-claim":
+            raise RuntimeError("the function died holding its claim")
+
+    monkeypatch.setattr(faults, "checkpoint", die_after_the_claim)
+    monkeypatch.setattr(lambda_context, "get_remaining_time_in_millis", lambda: 7_000)
+    before = utc_now()
+    with pytest.raises(RuntimeError):
+        eventual_handlers.fulfill_action(event("fulfill-action"), lambda_context)
+    after = utc_now()
+
+    lease = timedelta(seconds=7) + fulfillment.LEASE_MARGIN
+    item = enrollment_tables.actions.get_item(Key={"contractId": "C-1001", "actionName": "action2"})["Item"]
+    assert item["state"] == "running"
+    assert isoformat(before + lease) <= item["leaseUntil"] <= isoformat(after + lease)
 
 
 def test_revert_event_undoes_a_committed_enrollment(

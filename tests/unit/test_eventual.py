@@ -16,6 +16,7 @@ from tests.support.events import kinesis_event
 from tests.unit.conftest import DataLambdaClients
 from tests.unit.enrollment_fixtures import (
     EXECUTION,
+    LEASE,
     STARTED,
     FixedClock,
     RecordingStepFunctions,
@@ -286,7 +287,7 @@ def test_cancel_deletes_hooks_and_keeps_fulfilled_actions(
     for hook in stream.async_workflow_input(record_for(enrolled), NOW)["hooks"]:
         hooks.create_hook(scheduler, target, hook)
     same_day = enrolled["immediateActions"][0]
-    fulfillment.fulfil(enrollment_tables, "C-1001", same_day, "corr", "same-day", "t1", FixedClock(NOW))
+    fulfillment.fulfil(enrollment_tables, "C-1001", same_day, "corr", "same-day", "t1", FixedClock(NOW), lease=LEASE)
 
     result = manage.cancel_enrollment(enrollment_tables, scheduler, "enrollment-hooks", "C-1001")
 
@@ -308,7 +309,14 @@ def test_cancel_deletes_hooks_and_keeps_fulfilled_actions(
     }
     # A hook that fires after all (it was already in flight) changes nothing.
     late = fulfillment.fulfil(
-        enrollment_tables, "C-1001", enrolled["eventualActions"][0], "corr", "hook", "t2", FixedClock(FAR_FUTURE)
+        enrollment_tables,
+        "C-1001",
+        enrolled["eventualActions"][0],
+        "corr",
+        "hook",
+        "t2",
+        FixedClock(FAR_FUTURE),
+        lease=LEASE,
     )
     assert (late["status"], late["duplicate"]) == ("cancelled", True)
 

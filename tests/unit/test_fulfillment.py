@@ -17,7 +17,15 @@ from enrollment import store
 from enrollment.eventual import fulfillment, manage
 from enrollment.immediate import offers
 from enrollment.store import Tables
-from tests.unit.enrollment_fixtures import EXECUTION, OTHER_EXECUTION, STARTED, FixedClock, schedule_hook, seed_offer
+from tests.unit.enrollment_fixtures import (
+    EXECUTION,
+    LEASE,
+    OTHER_EXECUTION,
+    STARTED,
+    FixedClock,
+    schedule_hook,
+    seed_offer,
+)
 
 CONTRACT = "C-1001"
 
@@ -35,7 +43,7 @@ def due_clock(action: dict[str, Any], seconds_after: float = 1) -> FixedClock:
 
 
 def deliver(tables: Tables, action: dict[str, Any], clock: FixedClock, owner: str = "t1") -> dict[str, Any]:
-    return fulfillment.fulfil(tables, CONTRACT, action, "corr", "hook", owner, clock)
+    return fulfillment.fulfil(tables, CONTRACT, action, "corr", "hook", owner, clock, lease=LEASE)
 
 
 @pytest.fixture
@@ -127,7 +135,7 @@ def test_a_crash_after_the_effect_is_finished_with_the_same_key_once_the_lease_l
     assert (during_lease["status"], during_lease["duplicate"]) == ("running", True)
     assert effects(enrollment_tables)[0]["calls"] == 1, "a live claim is never performed by another delivery"
 
-    clock.advance(fulfillment.LEASE.total_seconds() + 1)
+    clock.advance(LEASE.total_seconds() + 1)
     after_lease = deliver(enrollment_tables, rate_change, clock, "t3")
 
     assert (after_lease["status"], after_lease["duplicate"]) == ("fulfilled", False)
@@ -139,6 +147,34 @@ def test_a_crash_after_the_effect_is_finished_with_the_same_key_once_the_lease_l
 
 class Crash(BaseException):
     """The function dies mid-performance (a timeout, out of memory): no handler of the code runs."""
+
+
+def test_a_claim_is_held_for_the_rest_of_its_invocation_and_the_margin_then_taken_over(
+    enrollment_tables: Tables, rate_change: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lambda stops an invocation at its timeout, so a claim taken with 12 s of it left is never taken
+    over before 12 s plus `LEASE_MARGIN`, and is right after."""
+
+    def die_after_the_claim(point: str) -> None:
+        if point == "after-claim":
+            raise Crash("the function died holding its claim")
+
+    clock = due_clock(rate_change)
+    claimed_at = clock()
+    lease = fulfillment.lease_for(12_000)
+    with monkeypatch.context() as patched:
+        patched.setattr(fulfillment.faults, "checkpoint", die_after_the_claim)
+        with pytest.raises(Crash):
+            fulfillment.fulfil(enrollment_tables, CONTRACT, rate_change, "corr", "hook", "t1", clock, lease=lease)
+    held_until = claimed_at + timedelta(seconds=12) + fulfillment.LEASE_MARGIN
+    assert action_item(enrollment_tables, "rateChange")["leaseUntil"] == isoformat(held_until)
+
+    clock.advance((held_until - claimed_at).total_seconds() - 1)
+    assert deliver(enrollment_tables, rate_change, clock, "t2")["status"] == "running", "still the first one's"
+    clock.advance(2)
+    taken_over = deliver(enrollment_tables, rate_change, clock, "t3")
+    assert (taken_over["status"], taken_over["duplicate"]) == ("fulfilled", False)
+    assert action_item(enrollment_tables, "rateChange")["claimToken"] == "t3"
 
 
 def test_a_delivery_that_crashes_after_its_claim_every_time_ends_failed_after_three_attempts(
@@ -157,7 +193,7 @@ def test_a_delivery_that_crashes_after_its_claim_every_time_ends_failed_after_th
         with pytest.raises(Crash):
             deliver(enrollment_tables, rate_change, clock, f"t{attempt}")
         assert action_item(enrollment_tables, "rateChange")["state"] == "running"
-        clock.advance(fulfillment.LEASE.total_seconds() + 1)
+        clock.advance(LEASE.total_seconds() + 1)
 
     fourth = deliver(enrollment_tables, rate_change, clock, "t4")
 
@@ -191,7 +227,7 @@ def test_a_rate_change_that_crashes_between_the_ucp_and_its_effect_sets_the_rate
     monkeypatch.setattr(fulfillment.faults, "checkpoint", real_checkpoint)
     assert effects(enrollment_tables) == []
 
-    clock.advance(fulfillment.LEASE.total_seconds() + 1)
+    clock.advance(LEASE.total_seconds() + 1)
     retried = deliver(enrollment_tables, rate_change, clock, "t2")
 
     assert (retried["status"], retried["duplicate"]) == ("fulfilled", False)
@@ -250,7 +286,9 @@ def test_an_unregistered_action_ends_failed_with_its_reason(
     monkeypatch.delitem(fulfillment.REGISTRY, "action2")
     same_day = enrolled["immediateActions"][0]
 
-    result = fulfillment.fulfil(enrollment_tables, CONTRACT, same_day, "corr", "same-day", "t1", due_clock(same_day))
+    result = fulfillment.fulfil(
+        enrollment_tables, CONTRACT, same_day, "corr", "same-day", "t1", due_clock(same_day), lease=LEASE
+    )
 
     assert (result["status"], result["reason"]) == ("failed", "no handler is registered for action 'action2'")
     assert effects(enrollment_tables) == []
@@ -261,7 +299,9 @@ def test_a_same_day_action_is_performed_by_the_immediate_workflow(
 ) -> None:
     same_day = enrolled["immediateActions"][0]
 
-    result = fulfillment.fulfil(enrollment_tables, CONTRACT, same_day, "corr", "same-day", "t1", due_clock(same_day))
+    result = fulfillment.fulfil(
+        enrollment_tables, CONTRACT, same_day, "corr", "same-day", "t1", due_clock(same_day), lease=LEASE
+    )
 
     assert (result["status"], result["result"]) == ("fulfilled", {"effect": "mock action2 performed"})
     assert [e["actionName"] for e in effects(enrollment_tables)] == ["action2"]
@@ -289,7 +329,9 @@ def test_an_item_of_a_reverted_enrollment_never_runs_for_the_next_one(
 
 
 def test_a_hook_for_an_action_never_enrolled_is_a_named_audited_rejection(enrollment_tables: Tables) -> None:
-    result = fulfillment.fulfil(enrollment_tables, "C-404", {"name": "action1", "offset": 3}, "corr", "hook", "t1")
+    result = fulfillment.fulfil(
+        enrollment_tables, "C-404", {"name": "action1", "offset": 3}, "corr", "hook", "t1", lease=LEASE
+    )
 
     assert (result["status"], result["error"], result["name"]) == ("rejected", "ActionNotEnrolled", "action1")
     assert enrollment_tables.actions.scan()["Items"] == []
@@ -343,7 +385,7 @@ def _die_holding_the_claim(
 def _cancel_while_a_dead_delivery_holds_the_claim(tables: Tables, clock: FixedClock) -> dict[str, Any]:
     report = manage.cancel_enrollment(tables, NoHooks(), "hooks", CONTRACT, clock)
     assert {"name": "rateChange", "state": "running"} in report["completedActions"], "reported in flight"
-    clock.advance(fulfillment.LEASE.total_seconds() + 1)
+    clock.advance(LEASE.total_seconds() + 1)
     return report
 
 

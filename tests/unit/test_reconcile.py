@@ -16,7 +16,14 @@ from enrollment.immediate import offers, publisher
 from enrollment.store import Tables
 from enrollment.store.ucp import contract_key
 from tests.support.invariants import ucp_contracts
-from tests.unit.enrollment_fixtures import EXECUTION, STARTED, FixedClock, RecordingStepFunctions, schedule_hook
+from tests.unit.enrollment_fixtures import (
+    EXECUTION,
+    LEASE,
+    STARTED,
+    FixedClock,
+    RecordingStepFunctions,
+    schedule_hook,
+)
 
 CONTRACT = "C-1001"
 GROUP = "enrollment-hooks"
@@ -336,7 +343,7 @@ def test_a_lapsed_claim_of_a_cancelled_contract_keeps_the_hook_that_settles_it_w
     assert hook_names(scheduler) == [hooks.schedule_name(CONTRACT, "action2")]
     delivery = hook_input(scheduler, CONTRACT, "action2")
     settled = fulfillment.fulfil(
-        enrollment_tables, CONTRACT, delivery["action"], "corr", "hook", "t2", FixedClock(LATER)
+        enrollment_tables, CONTRACT, delivery["action"], "corr", "hook", "t2", FixedClock(LATER), lease=LEASE
     )
     assert settled["status"] == "cancelled"
     assert enrollment_tables.effects.scan()["Items"] == []

@@ -2,11 +2,12 @@
 
 Claim, then act. A delivery (a hook, or the immediate workflow's same-day step) first claims the
 action with a conditional write: `pending|scheduled -> running`, owned by this delivery's token until
-a lease ends, and only if the action is due, is the one this delivery is about (same due time, so the
-same enrollment) and its contract is `enrolled` (a transaction checks the offer). Only then does the
-action's handler run, with an idempotency key stable across deliveries (contract, action, due time)
-that it hands to the downstream system it calls. Then `running -> fulfilled` (or `failed` with the
-reason), with its audit entry, by the owner of the claim only.
+its lease ends (`lease_for`: longer than the invocation can run), and only if the action is due, is
+the one this delivery is about (same due time, so the same enrollment) and its contract is `enrolled`
+(a transaction checks the offer). Only then does the action's handler run, with an idempotency key
+stable across deliveries (contract, action, due time) that it hands to the downstream system it calls.
+Then `running -> fulfilled` (or `failed` with the reason), with its audit entry, by the owner of the
+claim only.
 
 A second delivery finds the claim and does nothing. A delivery that crashed after its claim leaves a
 `running` action whose lease lapses; the next delivery (the reconciler re-creates its hook) takes the
@@ -44,8 +45,9 @@ from enrollment import model, store
 from enrollment.steps import FulfillmentAnswer
 from enrollment.store import Tables
 
-# Three times the function's timeout: a delivery that still owns its claim after this has ended.
-LEASE = timedelta(seconds=30)
+# Lambda stops an invocation at its timeout, so a claim is leased for the invocation's remaining time
+# plus this margin (clocks, a write sent just before the stop): once it lapses, its delivery has ended.
+LEASE_MARGIN = timedelta(seconds=5)
 MAX_ATTEMPTS = 3
 REJECTED, STALE = "rejected", "stale"
 INVALID_HOOK_PAYLOAD, ACTION_NOT_ENROLLED = "InvalidHookPayload", "ActionNotEnrolled"
@@ -141,6 +143,11 @@ for _name in ("action1", "action2", "action100"):
     action_handler(_name, performed=_effect_recorded)(_mock_action)
 
 
+def lease_for(remaining_millis: int) -> timedelta:
+    """How long a claim taken now stays this delivery's: the rest of its invocation and `LEASE_MARGIN`."""
+    return timedelta(milliseconds=remaining_millis) + LEASE_MARGIN
+
+
 def idempotency_key(contract_id: str, action_name: str, due_at: str) -> str:
     """Stable across every delivery of one action of one enrollment (a re-enrollment has another due time)."""
     return f"{contract_id}/{action_name}/{due_at}"
@@ -154,6 +161,8 @@ def fulfil(
     trigger: str,
     token: str,
     clock: Clock = utc_now,
+    *,
+    lease: timedelta,
 ) -> FulfillmentAnswer:
     """`{"name", "status", "duplicate": bool, "result", "reason"}`; status is the action's state after
     this delivery: fulfilled, failed, cancelled, running (another delivery owns it), scheduled or pending
@@ -176,12 +185,12 @@ def fulfil(
         if state == store.ACTION_RUNNING:
             if item.get("leaseUntil", "") >= isoformat(now):
                 return _answer(name, state, item, duplicate=True)  # another delivery is performing it
-            store.take_over_claim(tables, contract_id, name, item, token, now, LEASE)
+            store.take_over_claim(tables, contract_id, name, item, token, now, lease)
             claims = int(item.get("attempts", 0))
         elif item["dueAt"] > isoformat(now):
             return _answer(name, state, {"failureReason": f"not due until {item['dueAt']}"}, duplicate=True)
         else:
-            store.claim_action(tables, contract_id, name, item, token, now, LEASE)
+            store.claim_action(tables, contract_id, name, item, token, now, lease)
     except ConditionNotMetError:
         return _not_claimed(tables, contract_id, name, correlation_id, clock)
     faults.checkpoint("after-claim")
@@ -311,8 +320,10 @@ def _not_claimed(tables: Tables, contract_id: str, name: str, correlation_id: st
     return _answer(name, item.get("state"), item, duplicate=True)
 
 
-def handle_event(tables: Tables, event: Any, request_id: str, token: str, clock: Clock = utc_now) -> FulfillmentAnswer:
-    """The fulfillment Lambda's event: `fulfil` it, or reject it by name (`InvalidHookPayload`)."""
+def handle_event(
+    tables: Tables, event: Any, request_id: str, token: str, lease: timedelta, clock: Clock = utc_now
+) -> FulfillmentAnswer:
+    """The fulfillment Lambda's event: `fulfil` it under `lease`, or reject it by name (`InvalidHookPayload`)."""
     try:
         request = parse(FulfillmentRequest, event)
     except InvalidInputError as invalid:
@@ -324,7 +335,7 @@ def handle_event(tables: Tables, event: Any, request_id: str, token: str, clock:
         claimed.setdefault("correlationId", f"lambda:{request_id}")
         return reject(tables, INVALID_HOOK_PAYLOAD, errors, claimed, clock)
     action = request.action.model_dump()
-    return fulfil(tables, request.contractId, action, request.correlationId, request.trigger, token, clock)
+    return fulfil(tables, request.contractId, action, request.correlationId, request.trigger, token, clock, lease=lease)
 
 
 def reject(

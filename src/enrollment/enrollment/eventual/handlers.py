@@ -33,7 +33,13 @@ def fulfill_action(event: Any, context: LambdaContext) -> steps.FulfillmentAnswe
 
     # Validated once, by `fulfillment.handle_event` (its request model): a malformed payload or an action
     # never enrolled is answered as a named, audited rejection, not raised.
-    result = fulfillment.handle_event(store.environment_tables(), event, context.aws_request_id, token=uuid.uuid4().hex)
+    result = fulfillment.handle_event(
+        store.environment_tables(),
+        event,
+        context.aws_request_id,
+        token=uuid.uuid4().hex,
+        lease=fulfillment.lease_for(context.get_remaining_time_in_millis()),
+    )
     if result["status"] == fulfillment.REJECTED:
         logger.error("hook payload rejected", extra={"action": result})
     elif result["status"] == store.ACTION_FAILED and not result["duplicate"]:
