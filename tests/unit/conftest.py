@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,11 +31,17 @@ def aws() -> Iterator[None]:
         yield
 
 
+@functools.cache
+def moto_dynamodb() -> Any:
+    """One boto3 resource for every test's tables: making it costs more than a table. moto intercepts
+    it in whichever `mock_aws` is active (its stub is in every client's handlers from import on), and
+    each `mock_aws` starts with no tables."""
+    return boto3.resource("dynamodb", region_name="us-east-1")
+
+
 def create_table(logical_id: str, name: str) -> Any:
-    dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
-    table = dynamodb.create_table(TableName=name, **table_definition(logical_id))
-    table.wait_until_exists()
-    return table
+    """The template's table `logical_id`, named `name`, in moto (where a new table is ACTIVE at once)."""
+    return moto_dynamodb().create_table(TableName=name, **table_definition(logical_id))
 
 
 @pytest.fixture
