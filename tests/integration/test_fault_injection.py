@@ -23,7 +23,16 @@ from commonlib.clock import parse_isoformat
 from enrollment.eventual.fulfillment import lease_for
 from enrollment.eventual.hooks import schedule_name
 from tests.integration.conftest import EnrollmentApi, LocalStack
-from tests.support.enrollment import audit_trail, effects, post, reconcile, request, scan, stream_records
+from tests.support.enrollment import (
+    audit_trail,
+    contract_items,
+    effects,
+    post,
+    reconcile,
+    request,
+    scan,
+    stream_records,
+)
 from tests.support.invariants import ucp_contracts as ucp_contract_items
 from tests.support.template import template
 from tests.support.waiting import finished_execution, wait_until
@@ -112,8 +121,8 @@ def ucp_contracts(local_stack: LocalStack, account_id: str = "A-100") -> dict[st
 
 
 def actions(local_stack: LocalStack, contract_id: str) -> dict[str, dict[str, Any]]:
-    items = scan(local_stack.client("dynamodb"), local_stack.outputs["ActionsTableName"])
-    return {a["actionName"]: a for a in items if a["contractId"] == contract_id}
+    items = contract_items(local_stack.client("dynamodb"), local_stack.outputs["ActionsTableName"], contract_id)
+    return {a["actionName"]: a for a in items}
 
 
 def published(local_stack: LocalStack, contract_id: str) -> int:

@@ -56,15 +56,34 @@ def _json_or_text(raw: bytes) -> Any:
         return raw.decode(errors="replace")
 
 
-def scan(dynamodb: Any, table_name: str) -> list[dict[str, Any]]:
+def scan(dynamodb: Any, table_name: str, **only: Any) -> list[dict[str, Any]]:
+    """Every item of the table (`only`: a FilterExpression and its values), read consistently."""
+    return _pages(dynamodb.scan, {"TableName": table_name, "ConsistentRead": True, **only})
+
+
+def contract_items(dynamodb: Any, table_name: str, contract_id: str) -> list[dict[str, Any]]:
+    """The items of one contract in a table keyed by `contractId` (the actions, the audit trail): a query,
+    so a probe polled while a test waits reads one contract, not every contract the stack holds."""
+    return _pages(
+        dynamodb.query,
+        {
+            "TableName": table_name,
+            "ConsistentRead": True,
+            "KeyConditionExpression": "contractId = :contract",
+            "ExpressionAttributeValues": {":contract": {"S": contract_id}},
+        },
+    )
+
+
+def _pages(read: Any, request: dict[str, Any]) -> list[dict[str, Any]]:
     deserializer = TypeDeserializer()
-    items, query = [], {"TableName": table_name, "ConsistentRead": True}
+    items: list[dict[str, Any]] = []
     while True:
-        page = dynamodb.scan(**query)
+        page = read(**request)
         items += [{k: deserializer.deserialize(v) for k, v in item.items()} for item in page["Items"]]
         if "LastEvaluatedKey" not in page:
             return items
-        query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def raw_stream_records(kinesis: Any, stream_name: str) -> list[tuple[str, str, bytes]]:
@@ -94,11 +113,10 @@ def audit_trail(local_stack: Any, contract_id: str) -> list[str]:
     carries (one item per run, `store.expand`)."""
     from enrollment.store import expand
 
-    items = scan(local_stack.client("dynamodb"), local_stack.outputs["AuditTableName"])
+    items = contract_items(local_stack.client("dynamodb"), local_stack.outputs["AuditTableName"], contract_id)
     return [
         f"{entry['step']}={entry['outcome']}"
         for item in sorted(items, key=lambda item: item["entryId"])
-        if item["contractId"] == contract_id
         for entry in expand(item)
     ]
 
@@ -126,12 +144,16 @@ def request(method: str, url: str, api_key: str | None) -> HttpAnswer:
 def effects(local_stack: Any, contract_id: str) -> dict[str, dict[str, Any]]:
     """What the actions of a contract did: the mock downstream's items (ActionEffects), by action name.
     One item per idempotency key; `calls` counts every call the downstream received with that key."""
-    items = scan(local_stack.client("dynamodb"), local_stack.outputs["ActionEffectsTableName"])
+    items = scan(
+        local_stack.client("dynamodb"),
+        local_stack.outputs["ActionEffectsTableName"],
+        FilterExpression="contractId = :contract",
+        ExpressionAttributeValues={":contract": {"S": contract_id}},
+    )
     found: dict[str, dict[str, Any]] = {}
     for item in items:
-        if item["contractId"] == contract_id:
-            assert item["actionName"] not in found, f"{contract_id}/{item['actionName']} has two effects"
-            found[item["actionName"]] = item
+        assert item["actionName"] not in found, f"{contract_id}/{item['actionName']} has two effects"
+        found[item["actionName"]] = item
     return found
 
 
