@@ -25,9 +25,9 @@ endif
 STACK_NAME ?= mock-payment-workflow-stack
 # Test workers (pytest-xdist). The integration tests mostly wait (on hooks due in compressed days, on a
 # lapsed lease, on the reconciler's grace), so six workers, each with an emulator and a stack of its own,
-# overlap those waits on two cores; an idle worker takes tests from a busy one (worksteal). Four left the
-# cores idle a third of the time. The two `load` tests run while no other test does (the machine lock,
-# tests/conftest.py). PARALLEL= runs everything in one process.
+# overlap those waits on two cores; an idle worker takes tests from a busy one (worksteal). The two `load`
+# tests run while no other test does (the machine lock, tests/conftest.py). PARALLEL= runs everything in
+# one process.
 PARALLEL ?= -n 6 --dist worksteal
 
 # Everything that talks to the emulator: dummy credentials, one region, the endpoint override.
