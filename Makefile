@@ -117,9 +117,11 @@ down: venv ## Stop the emulator this project started (by its recorded PID)
 demo: up ## Install, deploy locally and run the workflows on the sample events
 	@$(LOCAL_ENV) $(BIN)/python scripts/demo.py --port $(EMULATOR_PORT) --stack-name $(STACK_NAME)
 
+# SAM_CLI_POLL_DELAY: sam deploy and sam sync poll the emulator every 0.5 s instead of 5 (scripts/stack.py's
+# local_environment, which `make up` and the tests deploy with, says why).
 env: ## Print the exports that point the aws and sam CLIs at the emulator: eval "$$(make -s env)"
 	@echo 'export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1'
-	@echo 'export AWS_ENDPOINT_URL=http://localhost:$(EMULATOR_PORT) SAM_CLI_TELEMETRY=0'
+	@echo 'export AWS_ENDPOINT_URL=http://localhost:$(EMULATOR_PORT) SAM_CLI_TELEMETRY=0 SAM_CLI_POLL_DELAY=0.5'
 	@echo 'export PATH="$(CURDIR)/$(BIN):$$PATH"'
 
 # The environments share nothing, and each install spends part of its time waiting on the network: side by
