@@ -63,15 +63,17 @@ UV := UV_PYTHON_DOWNLOADS=never UV_COMPILE_BYTECODE=1 $(UV_VENV)/bin/uv
 
 $(UV_VENV)/bin/uv:
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.13 (pyenv reads .python-version)"; exit 1; }
-	$(PYTHON) -m venv $(UV_VENV)
-	$(UV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	@echo "$(UV_VENV): uv $(UV_VERSION), installed with pip"
+	@$(PYTHON) -m venv $(UV_VENV)
+	@$(UV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 # The recipe of each environment: $(1) created with Python 3.13 and filled with exactly the lock file $(2).
 # --seed adds pip, which `sam build` runs (src/layers/common/Makefile); --allow-existing lets a changed lock
 # file update an environment in place (sync also removes what the lock file no longer lists).
 define create-venv
-	$(UV) venv --quiet --seed --allow-existing --python $(PYTHON) $(1)
-	VIRTUAL_ENV=$(1) $(UV) pip sync --quiet $(2)
+	@echo "$(1): exactly $(2), installed with uv"
+	@$(UV) venv --quiet --seed --allow-existing --python $(PYTHON) $(1)
+	@VIRTUAL_ENV=$(1) $(UV) pip sync --quiet $(2)
 	@touch $@
 endef
 
