@@ -60,12 +60,15 @@ help: ## List the targets
 UV_VERSION := 0.13.9
 UV_VENV := .venv-uv
 UV := UV_PYTHON_DOWNLOADS=never UV_COMPILE_BYTECODE=1 $(UV_VENV)/bin/uv
+# Named after the version, so that changing UV_VERSION installs that version.
+UV_INSTALLED := $(UV_VENV)/bin/.installed-$(UV_VERSION)
 
-$(UV_VENV)/bin/uv:
+$(UV_INSTALLED):
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.13 (pyenv reads .python-version)"; exit 1; }
 	@echo "$(UV_VENV): uv $(UV_VERSION), installed with pip"
 	@$(PYTHON) -m venv $(UV_VENV)
 	@$(UV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	@touch $@
 
 # The recipe of each environment: $(1) created with Python 3.13 and filled with exactly the lock file $(2).
 # --seed adds pip, which `sam build` runs (src/layers/common/Makefile); --allow-existing lets a changed lock
@@ -77,19 +80,19 @@ define create-venv
 	@touch $@
 endef
 
-$(BIN)/.installed: requirements-dev.lock | $(UV_VENV)/bin/uv
+$(BIN)/.installed: requirements-dev.lock | $(UV_INSTALLED)
 	$(call create-venv,$(VENV),requirements-dev.lock)
 
 venv: $(BIN)/.installed ## Create the Python 3.13 dev environment from the lock file
 	@: # a recipe of its own (here and below), so that an environment already there prints nothing
 
-$(CHECKOV_VENV)/bin/.installed: requirements-checkov.lock | $(UV_VENV)/bin/uv
+$(CHECKOV_VENV)/bin/.installed: requirements-checkov.lock | $(UV_INSTALLED)
 	$(call create-venv,$(CHECKOV_VENV),requirements-checkov.lock)
 
 checkov-venv: $(CHECKOV_VENV)/bin/.installed ## Create .venv-checkov (checkov alone) from requirements-checkov.lock
 	@:
 
-$(EMULATOR_VENV)/bin/.installed: requirements-emulator.lock | $(UV_VENV)/bin/uv
+$(EMULATOR_VENV)/bin/.installed: requirements-emulator.lock | $(UV_INSTALLED)
 	$(call create-venv,$(EMULATOR_VENV),requirements-emulator.lock)
 
 emulator-venv: $(EMULATOR_VENV)/bin/.installed ## Create .venv-emulator (the emulator and the handlers' boto3) from requirements-emulator.lock
