@@ -213,7 +213,8 @@ def test_make_refuses_to_deploy_the_local_settings_to_a_non_local_endpoint(
 
 @pytest.mark.parametrize("url", [None, "http://localhost:4566", "http://127.0.0.1:4599/", "http://[::1]:4566"])
 def test_make_up_with_no_or_a_local_endpoint_deploys_to_the_emulator_port(tmp_path: Path, url: str | None) -> None:
-    for lock in ("requirements-dev.lock", "requirements-emulator.lock"):  # the venvs' prerequisites, for -n
+    # The environments' prerequisites, for -n.
+    for lock in ("requirements-dev.lock", "requirements-emulator.lock", "requirements-uv.lock"):
         (tmp_path / lock).touch()
     env = {"AWS_ENDPOINT_URL": url} if url else {}
     assert "refusing" not in _run_make(tmp_path, "-n", "up", **env).stderr

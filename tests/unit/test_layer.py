@@ -7,12 +7,12 @@ missing from the layer would only fail on AWS. These checks catch it offline.
 
 from __future__ import annotations
 
-import re
 from importlib.metadata import distribution
 from pathlib import Path
 
 from packaging.requirements import Requirement
 
+from tests.support.locks import normalized, pins
 from tests.support.template import template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,26 +23,11 @@ RUNTIME_PROVIDED = {"boto3", "botocore", "s3transfer", "jmespath", "urllib3", "p
 EXTRAS = {"aws-lambda-powertools": {"tracer"}}
 
 
-def normalized(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def pins(path: Path) -> dict[str, str]:
-    found = {}
-    for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            requirement = Requirement(line)
-            (specifier,) = requirement.specifier
-            assert specifier.operator == "==", f"{line}: pin an exact version"
-            found[normalized(requirement.name)] = specifier.version
-    return found
-
-
 def test_layer_pins_equal_the_dev_lock_and_leave_out_what_the_runtime_provides() -> None:
     layer, lock = pins(LAYER / "requirements.txt"), pins(ROOT / "requirements-dev.lock")
 
     assert not RUNTIME_PROVIDED & layer.keys()
+    # The same versions, so the same files and hashes: the layer installs exactly what the tests ran with.
     assert {name: lock.get(name) for name in layer} == layer
 
 
