@@ -453,6 +453,29 @@ def test_log_levels_drop_info_lines_on_aws_but_never_the_metrics() -> None:
     assert all("LoggingConfig" not in f["Properties"] for f in functions)
 
 
+# The enrollments' tables of record: a bank's contracts and their audit trail.
+CONTRACT_RECORD_TABLES = ("OffersTable", "UcpTable", "ActionsTable", "AuditTable")
+
+
+def test_contract_records_outlive_the_stack_protected_unless_a_throwaway_stack_says_otherwise() -> None:
+    document = template()
+    assert document["Parameters"]["ContractRecordsDeletionPolicy"]["Default"] == "Retain"
+    assert document["Conditions"]["ProtectContractRecords"] == {
+        "Fn::Equals": [{"Ref": "ContractRecordsDeletionPolicy"}, "Retain"]
+    }
+    for table in CONTRACT_RECORD_TABLES:
+        body = resource(table)
+        assert body["DeletionPolicy"] == {"Ref": "ContractRecordsDeletionPolicy"}, table
+        assert body["UpdateReplacePolicy"] == "Retain", table
+        assert body["Properties"]["DeletionProtectionEnabled"] == {"Fn::If": ["ProtectContractRecords", True, False]}, (
+            table
+        )
+    # Only the local environment deletes them with the stack; `sam deploy` to AWS keeps the default.
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    assert "ContractRecordsDeletionPolicy=Delete" in config["local"]["deploy"]["parameters"]["parameter_overrides"]
+    assert "ContractRecordsDeletionPolicy" not in config["default"]["deploy"]["parameters"]["parameter_overrides"]
+
+
 def test_sam_cli_expands_the_language_extensions_the_template_uses() -> None:
     """SAM CLI expands Fn::ForEach only when asked: both samconfig environments ask, for every command."""
     written = (ROOT / "template.yaml").read_text()
