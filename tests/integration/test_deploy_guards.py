@@ -9,7 +9,8 @@ import subprocess
 
 import pytest
 import stack
-from botocore.exceptions import ClientError
+
+from tests.support.stacks import stack_status
 
 pytestmark = pytest.mark.integration
 PREFIX = "guard-"
@@ -20,15 +21,6 @@ CASES = {
 }
 # A stack the refused deploy may leave behind: none at all, or one that holds nothing.
 NOTHING_CREATED = {"REVIEW_IN_PROGRESS", "ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "CREATE_FAILED", "DELETE_COMPLETE"}
-
-
-def stack_status(cloudformation: object, stack_name: str) -> str | None:
-    try:
-        return cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]["StackStatus"]
-    except ClientError as error:
-        if "does not exist" not in error.response["Error"]["Message"]:
-            raise
-        return None
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -17,6 +17,7 @@ import sam_template
 import stack
 from botocore.exceptions import ClientError
 
+from tests.support.stacks import stack_status
 from tests.support.template import ROOT
 from tests.support.waiting import wait_until
 
@@ -43,19 +44,11 @@ def record_tables_template() -> dict[str, Any]:
     }
 
 
-def stack_status(cloudformation: Any) -> str | None:
-    try:
-        return cloudformation.describe_stacks(StackName=STACK_NAME)["Stacks"][0]["StackStatus"]
-    except ClientError as error:
-        if "does not exist" not in error.response["Error"]["Message"]:
-            raise
-        return None
-
-
-def settled(cloudformation: Any, done: str) -> bool:
-    status = stack_status(cloudformation)
+def status_is(cloudformation: Any, wanted: str | None) -> bool:
+    """Whether the stack reached `wanted` (None: it is gone); a failed or rolled-back stack fails the test."""
+    status = stack_status(cloudformation, STACK_NAME)
     assert status is None or not status.endswith(("_FAILED", "ROLLBACK_COMPLETE")), status
-    return status in (None, done) if done == "DELETE_COMPLETE" else status == done
+    return status == wanted
 
 
 def test_a_deleted_stack_leaves_the_contract_records_in_tables_protected_against_deletion(
@@ -69,13 +62,13 @@ def test_a_deleted_stack_leaves_the_contract_records_in_tables_protected_against
         Parameters=[{"ParameterKey": "NamePrefix", "ParameterValue": PREFIX}],
         Capabilities=["CAPABILITY_AUTO_EXPAND"],
     )
-    wait_until(lambda: settled(cloudformation, "CREATE_COMPLETE"), DEADLINE_SECONDS, f"{STACK_NAME} created")
+    wait_until(lambda: status_is(cloudformation, "CREATE_COMPLETE"), DEADLINE_SECONDS, f"{STACK_NAME} created")
     names = stack.outputs(cloudformation, STACK_NAME)
     entry = {"contractId": {"S": "C-KEPT"}, "entryId": {"S": "0001#enrolled"}, "event": {"S": "enrolled"}}
     dynamodb.put_item(TableName=names["AuditTable"], Item=entry)
 
     cloudformation.delete_stack(StackName=STACK_NAME)
-    wait_until(lambda: settled(cloudformation, "DELETE_COMPLETE"), DEADLINE_SECONDS, f"{STACK_NAME} deleted")
+    wait_until(lambda: status_is(cloudformation, None), DEADLINE_SECONDS, f"{STACK_NAME} deleted")
 
     tables = set(dynamodb.list_tables()["TableNames"])
     assert {names[table] for table in RECORD_TABLES} <= tables
