@@ -3,7 +3,8 @@ refuses a file whose hash is not the locked one: the environments (uv, through t
 the layer that ships to Lambda (pip, through the layer's Makefile).
 
 The refusals are shown on a wheel made here and served from a local folder (no index, no network): the
-same recipe installs it when the lock holds its hash, and installs nothing when the lock holds another.
+same recipe installs it when the lock holds its hash, and installs nothing when the lock holds another hash
+or none (an install that did not require hashes would take a lock line without one).
 """
 
 from __future__ import annotations
@@ -90,6 +91,10 @@ def _lock_line(wheel: Path, *, hash_of: bytes | None = None) -> str:
     return f"{PROBE}=={PROBE_VERSION} \\\n    --hash=sha256:{digest}\n"
 
 
+# The probe pinned without a hash: accepted only by an install that does not require hashes.
+UNHASHED = f"{PROBE}=={PROBE_VERSION}\n"
+
+
 def _make(directory: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     inherited = {key: value for key, value in os.environ.items() if not key.startswith(("MAKE", "UV_", "PIP_"))}
     return subprocess.run(
@@ -141,6 +146,11 @@ def test_an_environment_installs_a_file_only_if_the_lock_holds_its_hash(tmp_path
     assert not _installed(environment)
     assert not (environment / "bin" / ".installed").exists()  # the next make tries again
 
+    unhashed, environment = _environment_from(tmp_path / "unhashed", wheel.parent, UNHASHED)
+    assert unhashed.returncode != 0
+    assert "--require-hashes" in unhashed.stderr, unhashed.stderr
+    assert not _installed(environment)
+
     accepted, environment = _environment_from(tmp_path / "locked", wheel.parent, _lock_line(wheel))
     assert accepted.returncode == 0, accepted.stderr
     assert _installed(environment)
@@ -172,6 +182,11 @@ def test_the_layer_installs_a_file_only_if_its_requirements_hold_its_hash(tmp_pa
     refused, site = _layer_from(tmp_path / "tampered", wheel.parent, _lock_line(wheel, hash_of=b"another file"))
     assert refused.returncode != 0
     assert "do not match the hashes" in refused.stderr.lower(), refused.stderr
+    assert not (site / f"{PROBE}.py").exists()
+
+    unhashed, site = _layer_from(tmp_path / "unhashed", wheel.parent, UNHASHED)
+    assert unhashed.returncode != 0
+    assert "--require-hashes" in unhashed.stderr, unhashed.stderr
     assert not (site / f"{PROBE}.py").exists()
 
     accepted, site = _layer_from(tmp_path / "locked", wheel.parent, _lock_line(wheel))
