@@ -109,12 +109,20 @@ emulator-venv: $(EMULATOR_VENV)/bin/.installed ## Create .venv-emulator (the emu
 LOCK_OPTIONS ?=
 UV_LOCK = $(UV) pip compile --quiet --universal --python-version 3.13 --python $(PYTHON) --generate-hashes \
 	--custom-compile-command "make lock" $(LOCK_OPTIONS)
+# $(1) resolved into the lock file $(2), with the options $(3). uv reads the pins to keep from the file it
+# writes, so it writes a copy of the lock, which replaces the lock only when its content differs: a lock that
+# does not change keeps its timestamp, and make does not install the environments or build the layer again.
+define lock-file
+	@cp $(2) $(2).new 2>/dev/null || true
+	@$(UV_LOCK) $(3) $(1) --output-file $(2).new || { rm -f $(2).new; exit 1; }
+	@if cmp -s $(2).new $(2); then rm $(2).new; echo "$(2): unchanged"; else mv $(2).new $(2); echo "$(2): written"; fi
+endef
 lock: | $(UV_INSTALLED) ## Resolve every requirements .in file into its lock file, each package with its hashes
-	$(UV_LOCK) requirements-dev.in --output-file requirements-dev.lock
-	$(UV_LOCK) requirements-emulator.in --constraints requirements-dev.lock --output-file requirements-emulator.lock
-	$(UV_LOCK) requirements-checkov.in --output-file requirements-checkov.lock
-	$(UV_LOCK) requirements-uv.in --output-file requirements-uv.lock
-	$(UV_LOCK) --no-deps src/layers/common/requirements.in --output-file src/layers/common/requirements.txt
+	$(call lock-file,requirements-dev.in,requirements-dev.lock)
+	$(call lock-file,requirements-emulator.in,requirements-emulator.lock,--constraints requirements-dev.lock)
+	$(call lock-file,requirements-checkov.in,requirements-checkov.lock)
+	$(call lock-file,requirements-uv.in,requirements-uv.lock)
+	$(call lock-file,src/layers/common/requirements.in,src/layers/common/requirements.txt,--no-deps)
 
 up: run-environments ## Start the local emulator (or reuse one), build, deploy, repair drift, warm up, print the stack outputs
 	@$(LOCAL_ENV) $(BIN)/python scripts/stack.py up --port $(EMULATOR_PORT) --stack-name $(STACK_NAME)
