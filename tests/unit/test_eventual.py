@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -17,6 +17,7 @@ from tests.unit.conftest import DataLambdaClients
 from tests.unit.enrollment_fixtures import (
     EXECUTION,
     LEASE,
+    OTHER_EXECUTION,
     STARTED,
     FixedClock,
     RecordingStepFunctions,
@@ -82,6 +83,30 @@ def test_record_of_a_reverted_enrollment_starts_nothing(enrollment_tables: Table
         is False
     )
     assert stepfunctions.starts == []
+
+
+def test_a_late_record_of_a_reverted_enrollment_leaves_the_run_to_the_contracts_next_enrollment(
+    enrollment_tables: Tables, enrolled: dict[str, Any]
+) -> None:
+    """The publication reached the stream but its answer was lost: the enrollment is reverted and the
+    contract enrolled again. The first record, delivered late (DataLambda lagging, or a retried batch),
+    must not take the run: the next enrollment's record starts it, with that enrollment's due times."""
+    stale = record_for(enrolled)
+    offers.revert_enrollment(enrollment_tables, enrolled, EXECUTION, "publication lost")
+    later = STARTED + timedelta(minutes=5)
+    again = offers.acquire(enrollment_tables, seed_offer(), OTHER_EXECUTION, later, clock=FixedClock(later))["offer"]
+    offers.verify_customer(enrollment_tables, again, OTHER_EXECUTION)
+    offers.commit_enrollment(enrollment_tables, again, OTHER_EXECUTION, {"rulesVersion": "v"})
+    stepfunctions = RecordingStepFunctions()
+
+    late = stream.start_eventual_workflow(enrollment_tables, stepfunctions, "arn:sm", stale)
+    current = stream.start_eventual_workflow(enrollment_tables, stepfunctions, "arn:sm", record_for(again))
+
+    assert late == {"started": False, "reason": stream.EARLIER_ENROLLMENT}
+    assert current["started"] is True
+    assert len(stepfunctions.starts) == 1
+    started = json.loads(stepfunctions.starts[0]["input"])
+    assert started["enrollmentDate"] == again["enrollmentDate"] != stale.enrollmentDate
 
 
 def test_failed_start_releases_the_claim(enrollment_tables: Tables, enrolled: dict[str, Any]) -> None:

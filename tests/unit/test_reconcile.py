@@ -223,7 +223,7 @@ def test_a_cancel_nobody_retries_is_finished_by_the_reconciler(
 
 
 def confirm_start(tables: Tables) -> None:
-    store.mark_eventual_workflow(tables, CONTRACT, "run", STARTED)
+    store.mark_eventual_workflow(tables, CONTRACT, isoformat(STARTED), "run", STARTED)
     confirm(tables)
 
 
@@ -257,7 +257,7 @@ def test_a_claimed_start_that_never_confirmed_is_redriven_once(
     enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
 ) -> None:
     """DataLambda claimed the start and died before StartExecution (or the run failed or timed out)."""
-    store.mark_eventual_workflow(enrollment_tables, CONTRACT, "died", STARTED)
+    store.mark_eventual_workflow(enrollment_tables, CONTRACT, isoformat(STARTED), "died", STARTED)
     stepfunctions = RecordingStepFunctions()
 
     first = run(enrollment_tables, scheduler, stepfunctions)
@@ -497,7 +497,7 @@ def interrupted_cancel(tables: Tables, scheduler: Any, enrolled: dict[str, Any])
 
 
 def unconfirmed_start(tables: Tables, scheduler: Any, enrolled: dict[str, Any]) -> None:
-    store.mark_eventual_workflow(tables, CONTRACT, "died", STARTED)
+    store.mark_eventual_workflow(tables, CONTRACT, isoformat(STARTED), "died", STARTED)
 
 
 ALL_FOUR = ["action2", "action100", "action1", "rateChange"]

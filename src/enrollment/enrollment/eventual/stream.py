@@ -37,9 +37,10 @@ from enrollment.store import Tables
 
 # Scheduler rejects an `at()` in the past; a hook that is already due fires this soon instead.
 EARLIEST_FIRE_DELAY = timedelta(seconds=5)
-# Why a record was not started. The first two are rejections; the last two are normal skips.
+# Why a record was not started. The first two are rejections; the last three are normal skips.
 MALFORMED_RECORD, UNKNOWN_CONTRACT = "MalformedStreamRecord", "UnknownContract"
 ALREADY_STARTED, NOT_ENROLLED = "AlreadyStarted", "ContractNotEnrolled"
+EARLIER_ENROLLMENT = "EarlierEnrollment"
 MAX_REPORTED_ERRORS = 10
 
 
@@ -186,14 +187,22 @@ def claim_start(
 ) -> str | None:
     """Mark the offer's eventual workflow as started by `execution_name` (replacing the mark of the run
     `replacing` names, for a re-drive). None when marked; else why not: `AlreadyStarted` (a duplicate
-    record), `ContractNotEnrolled` (reverted or cancelled) or `UnknownContract` (no offer at all)."""
+    record), `ContractNotEnrolled` (reverted or cancelled), `EarlierEnrollment` (the record of an
+    enrollment since reverted, the contract enrolled again: its current enrollment's record starts the
+    run) or `UnknownContract` (no offer at all)."""
     try:
-        store.mark_eventual_workflow(tables, record.contractId, execution_name, clock(), replacing)
+        store.mark_eventual_workflow(
+            tables, record.contractId, record.enrollmentDate, execution_name, clock(), replacing
+        )
     except ConditionNotMetError as refused:
         existing = store.item_from_condition_failure(refused)
         if not existing:
             return UNKNOWN_CONTRACT
-        return ALREADY_STARTED if existing.get("status") == store.ENROLLED else NOT_ENROLLED
+        if existing.get("status") != store.ENROLLED:
+            return NOT_ENROLLED
+        if existing.get("offer", {}).get("enrollmentDate") != record.enrollmentDate:
+            return EARLIER_ENROLLMENT
+        return ALREADY_STARTED
     return None
 
 

@@ -42,14 +42,25 @@ def scan_offers(tables: Tables, statuses: tuple[str, ...]) -> Iterator[dict[str,
 
 
 def mark_eventual_workflow(
-    tables: Tables, contract_id: str, execution_name: str, at: datetime, replacing: str | None = None
+    tables: Tables,
+    contract_id: str,
+    enrollment_date: str,
+    execution_name: str,
+    at: datetime,
+    replacing: str | None = None,
 ) -> None:
-    """Record that `execution_name` schedules the offer's hooks. The first start requires no mark; a
-    re-drive replaces the mark of the run it supersedes (`replacing`). Both require the offer enrolled."""
-    condition = "#status = :enrolled AND " + (
+    """Record that `execution_name` schedules the hooks of the offer's enrollment of `enrollment_date`.
+    The first start requires no mark; a re-drive replaces the mark of the run it supersedes
+    (`replacing`). Both require the offer enrolled by that enrollment: a record of an earlier one, since
+    reverted, must not take the place of the current enrollment's run."""
+    condition = "#status = :enrolled AND #offer.enrollmentDate = :enrollment AND " + (
         "attribute_not_exists(eventualWorkflow)" if replacing is None else "eventualWorkflow.executionName = :old"
     )
-    values = {":enrolled": ENROLLED, ":mark": {"executionName": execution_name, "startedAt": isoformat(at)}}
+    values = {
+        ":enrolled": ENROLLED,
+        ":enrollment": enrollment_date,
+        ":mark": {"executionName": execution_name, "startedAt": isoformat(at)},
+    }
     if replacing is not None:
         values[":old"] = replacing
     with aws_errors_as_domain_errors():
@@ -57,7 +68,7 @@ def mark_eventual_workflow(
             Key={"OfferId": contract_id},
             UpdateExpression="SET eventualWorkflow = :mark",
             ConditionExpression=condition,
-            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeNames={"#status": "status", "#offer": "offer"},
             ExpressionAttributeValues=values,
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
