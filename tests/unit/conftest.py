@@ -121,6 +121,14 @@ def data_lambda_clients(enrollment_tables: Any, monkeypatch: pytest.MonkeyPatch)
 
 
 @pytest.fixture
+def scheduler(aws: None) -> Any:
+    """EventBridge Scheduler in moto, with the hooks' schedule group (`enrollment-hooks`)."""
+    client = boto3.client("scheduler", region_name="us-east-1")
+    client.create_schedule_group(Name="enrollment-hooks")
+    return client
+
+
+@pytest.fixture
 def enrolled(enrollment_tables: Any) -> dict[str, Any]:
     """The seed's offer, accepted, verified and committed (enrolled) in the moto tables."""
     from enrollment.immediate import offers

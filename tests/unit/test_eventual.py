@@ -4,7 +4,6 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 
 from enrollment import store
@@ -216,13 +215,6 @@ HOOK_TARGET = hooks.HookTarget(
     "arn:aws:iam::123456789012:role/r",
     "arn:aws:sqs:us-east-1:123456789012:dlq",
 )
-
-
-@pytest.fixture
-def scheduler(aws: None) -> Any:
-    client = boto3.client("scheduler", region_name="us-east-1")
-    client.create_schedule_group(Name=HOOK_TARGET.schedule_group)
-    return client
 
 
 def test_hook_is_created_once(scheduler: Any) -> None:

@@ -257,11 +257,11 @@ def test_setting_a_rate_with_another_key_replaces_it_and_the_same_key_changes_no
     assert (contract["interestRate"], contract["rateChange"]["idempotencyKey"]) == (Decimal("0.05"), "k2")
 
 
-def test_a_failing_performance_gives_the_claim_back_then_fails_on_the_third_attempt(
+def test_a_failing_performance_lapses_its_claim_then_fails_on_the_third_attempt(
     enrollment_tables: Tables, rate_change: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def downstream_down(job: fulfillment.Performance) -> dict[str, Any]:
-        raise ConnectionError("downstream unavailable")
+        raise ConnectionError("downstream unavailable at 10.0.0.7")
 
     monkeypatch.setitem(fulfillment.REGISTRY, "rateChange", downstream_down)
     clock = due_clock(rate_change)
@@ -269,14 +269,72 @@ def test_a_failing_performance_gives_the_claim_back_then_fails_on_the_third_atte
         with pytest.raises(ConnectionError):
             deliver(enrollment_tables, rate_change, clock, f"t{attempt}")
         item = action_item(enrollment_tables, "rateChange")
-        assert (item["state"], item["lastError"]) == ("scheduled", "ConnectionError: downstream unavailable")
+        assert (item["state"], item["leaseUntil"], item["attempts"]) == ("running", isoformat(clock()), attempt)
+        assert item["lastError"] == "ConnectionError: downstream unavailable at 10.0.0.7"
+        clock.advance(60)  # the retried delivery
 
     third = deliver(enrollment_tables, rate_change, clock, "t3")
 
-    assert (third["status"], third["reason"]) == ("failed", "attempt 3: ConnectionError: downstream unavailable")
+    # A client is shown the error's name; its text, which may name anything, is in the audit trail only.
+    assert (third["status"], third["reason"]) == ("failed", "attempt 3: ConnectionError")
     assert action_item(enrollment_tables, "rateChange")["failureReason"] == third["reason"]
     audit = [e for e in enrollment_tables.audit.scan()["Items"] if e["step"] == "action:rateChange"]
     assert [e["outcome"] for e in audit] == ["failed (hook)"]
+    assert audit[0]["details"]["error"] == "ConnectionError: downstream unavailable at 10.0.0.7"
+
+
+def test_a_performance_that_raises_after_its_effect_is_reported_in_flight_by_a_cancel_then_fulfilled(
+    enrollment_tables: Tables, rate_change: dict, monkeypatch: pytest.MonkeyPatch, scheduler: Any
+) -> None:
+    """The rate is set, then the performance raises (its answer lost): a cancel must not record as never
+    performed an action that was, and the retried delivery finishes it with the same key."""
+
+    def fail_after_the_rate(point: str) -> None:
+        if point == "after-rate":
+            raise TimeoutError("the downstream's answer was lost")
+
+    clock = due_clock(rate_change)
+    with monkeypatch.context() as patched:
+        patched.setattr(fulfillment.faults, "checkpoint", fail_after_the_rate)
+        with pytest.raises(TimeoutError):
+            deliver(enrollment_tables, rate_change, clock, "t1")
+
+    cancel = manage.cancel_enrollment(enrollment_tables, scheduler, "enrollment-hooks", CONTRACT, clock)
+    clock.advance(60)
+    retried = deliver(enrollment_tables, rate_change, clock, "t2")
+
+    assert cancel["outcome"] == "cancelled"
+    assert "rateChange" not in cancel["cancelledActions"]
+    assert {"name": "rateChange", "state": "running"} in cancel["completedActions"]
+    assert retried["status"] == "fulfilled"
+    contract = store.get_contract(enrollment_tables, "A-100", CONTRACT)
+    assert contract["rateChange"]["idempotencyKey"] == f"{CONTRACT}/rateChange/{rate_change['dueAt']}"
+    [effect] = effects(enrollment_tables)
+    assert effect["calls"] == 1
+
+
+def test_a_third_attempt_that_raises_after_its_effect_ends_fulfilled_not_failed(
+    enrollment_tables: Tables, enrolled: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    action1 = next(a for a in enrolled["eventualActions"] if a["name"] == "action1")
+    schedule_hook(enrollment_tables, CONTRACT, action1)
+
+    def performs_then_raises(job: fulfillment.Performance) -> dict[str, Any]:
+        job.record_effect()
+        raise TimeoutError("the downstream's answer was lost")
+
+    monkeypatch.setitem(fulfillment.REGISTRY, "action1", performs_then_raises)
+    clock = due_clock(action1)
+    for attempt in (1, 2):
+        with pytest.raises(TimeoutError):
+            deliver(enrollment_tables, action1, clock, f"t{attempt}")
+        clock.advance(60)
+
+    third = deliver(enrollment_tables, action1, clock, "t3")
+
+    assert (third["status"], third["result"]) == ("fulfilled", fulfillment.PERFORMED_BEFORE_FAILURE)
+    [effect] = effects(enrollment_tables)
+    assert effect["idempotencyKey"] == f"{CONTRACT}/action1/{action1['dueAt']}"
 
 
 def test_an_unregistered_action_ends_failed_with_its_reason(

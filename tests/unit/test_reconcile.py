@@ -40,13 +40,6 @@ SETTINGS = reconcile.Settings(
 LATER = STARTED + timedelta(minutes=5)
 
 
-@pytest.fixture
-def scheduler(enrollment_tables: Tables) -> Any:
-    client = boto3.client("scheduler", region_name="us-east-1")
-    client.create_schedule_group(Name=GROUP)
-    return client
-
-
 def hook_names(scheduler: Any) -> list[str]:
     return sorted(s["Name"] for s in scheduler.list_schedules(GroupName=GROUP)["Schedules"])
 

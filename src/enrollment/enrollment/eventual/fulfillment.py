@@ -12,9 +12,12 @@ claim only.
 A second delivery finds the claim and does nothing. A delivery that crashed after its claim leaves a
 `running` action whose lease lapses; the next delivery (the reconciler re-creates its hook) takes the
 claim over and performs it again with the same key, so the downstream system performs it once. A
-performance that raises gives the claim back and raises, so the delivery is retried; the third failed
-attempt ends the action `failed` with the error as its reason. A delivery that takes over a claim
-after `MAX_ATTEMPTS` deliveries crashed holding it ends the action `failed` without performing it.
+performance that raises does the same at once: the action stays `running` with its lease lapsed (it
+may have reached the downstream before it raised, so it is never waiting again for a cancel to call
+unperformed), and the error is raised so the delivery is retried. The third failed attempt, or a
+takeover after `MAX_ATTEMPTS` deliveries crashed holding the claim, ends the action `failed` (the
+error's name as its reason, its text in the audit trail) unless the downstream performed the key:
+then it is `fulfilled`.
 
 A takeover after the contract left `enrolled` (it was cancelled, or reverted, while a delivery held
 the claim and died) performs nothing new: it asks the downstream system whether the dead delivery
@@ -49,6 +52,8 @@ from enrollment.store import Tables
 # plus this margin (clocks, a write sent just before the stop): once it lapses, its delivery has ended.
 LEASE_MARGIN = timedelta(seconds=5)
 MAX_ATTEMPTS = 3
+# The result of an action that a failed performance or a crashed delivery had performed before it ended.
+PERFORMED_BEFORE_FAILURE = {"effect": "performed before its delivery failed (found by its idempotency key)"}
 REJECTED, STALE = "rejected", "stale"
 INVALID_HOOK_PAYLOAD, ACTION_NOT_ENROLLED = "InvalidHookPayload", "ActionNotEnrolled"
 MAX_REPORTED_ERRORS = 10
@@ -123,7 +128,8 @@ def change_rate(job: Performance) -> dict[str, Any]:
     """The seed's rate change: the new rate (`otherData.newRate`) on the contract in the UCP."""
     new_rate = (job.action.get("data", {}).get("otherData") or {}).get("newRate")
     if not isinstance(new_rate, int | float | Decimal) or isinstance(new_rate, bool):
-        raise ValueError(f"rateChange needs otherData.newRate as a number, got {new_rate!r}")
+        # The type only: an error's message reaches logs, traces and the audit trail, never the data.
+        raise ValueError(f"rateChange needs otherData.newRate as a number, got {type(new_rate).__name__}")
     offer = store.get_offer(job.tables, job.contract_id) or {}
     account_id = offer.get("offer", {}).get("accountId")
     store.set_contract_rate(
@@ -208,7 +214,7 @@ def fulfil(
         # again it would most likely die the same way, while the reconciler re-creates its hook forever.
         job = _performance(tables, contract_id, item, action.get("data") or {}, claimed_at, clock)
         reason = f"not performed again: {claims} attempts claimed it, none completed (the last crashed after its claim)"
-        return _complete(tables, job, token, store.ACTION_FAILED, reason, correlation_id, trigger)
+        return _fail_unless_performed(tables, job, token, reason, item.get("lastError"), correlation_id, trigger)
     return _perform(
         tables, contract_id, item, action.get("data") or {}, claimed_at, correlation_id, trigger, token, clock
     )
@@ -261,14 +267,32 @@ def _perform(
     try:
         result = handler(job)
     except Exception as error:
-        reason = f"{type(error).__name__}: {error}"
-        if int(item.get("attempts", 0)) + 1 >= MAX_ATTEMPTS:
-            return _complete(tables, job, token, store.ACTION_FAILED, f"attempt {MAX_ATTEMPTS}: {reason}",
-                             correlation_id, trigger)  # fmt: skip
-        store.release_claim(tables, contract_id, name, token, reason)
+        attempt = int(item.get("attempts", 0)) + 1
+        error_text = f"{type(error).__name__}: {error}"
+        if attempt >= MAX_ATTEMPTS:
+            reason = f"attempt {attempt}: {type(error).__name__}"
+            return _fail_unless_performed(tables, job, token, reason, error_text, correlation_id, trigger)
+        store.lapse_claim(tables, contract_id, name, token, error_text, clock())
         raise
     faults.checkpoint("after-effect")
     return _complete(tables, job, token, store.ACTION_FULFILLED, result, correlation_id, trigger)
+
+
+def _fail_unless_performed(
+    tables: Tables,
+    job: Performance,
+    token: str,
+    reason: str,
+    error_text: str | None,
+    correlation_id: str,
+    trigger: str,
+) -> FulfillmentAnswer:
+    """End the action `failed` with `reason`, unless the downstream performed its key: a performance
+    can raise, or its delivery die, after the effect. Then it is `fulfilled`, as it was performed."""
+    lookup = PERFORMED.get(job.action["name"])
+    if lookup is not None and lookup(job):
+        return _complete(tables, job, token, store.ACTION_FULFILLED, PERFORMED_BEFORE_FAILURE, correlation_id, trigger)
+    return _complete(tables, job, token, store.ACTION_FAILED, reason, correlation_id, trigger, error_text)
 
 
 def _complete(
@@ -279,9 +303,14 @@ def _complete(
     detail: Any,
     correlation_id: str,
     trigger: str,
+    error_text: str | None = None,
 ) -> FulfillmentAnswer:
+    """`running -> state` with its audit entry. `detail` is the result, or the reason a client is shown
+    (the error's name); the error's full text (`error_text`) goes to the audit trail only."""
     name, now = job.action["name"], job.clock()
     payload = {"result": detail} if state == store.ACTION_FULFILLED else {"reason": detail}
+    if error_text:
+        payload["error"] = error_text
     entry = store.audit_entry(
         job.contract_id,
         f"action:{name}",

@@ -9,9 +9,9 @@ repairs, once a fault has had `grace` to clear by itself:
   async run failed or timed out): its workflow is re-driven from the offer item, never from the
   execution (AWS does not describe EXPRESS executions);
 - a contract left `cancelling` (its cancel was interrupted and not retried): the cancel is finished;
-- a waiting action without a live hook (its hook was lost, or its delivery failed and gave the claim
-  back) and a `running` action whose lease lapsed (its delivery crashed after the claim): a hook is
-  created that fires now, and the delivery claims (or takes over) the action;
+- a waiting action without a live hook (its hook was lost, or its delivery failed before its claim)
+  and a `running` action whose lease lapsed (its delivery crashed, or its performance raised, after the
+  claim): a hook is created that fires now, and the delivery claims (or takes over) the action;
 - a waiting action of a contract that is no longer enrolled (reverted): cancelled;
 - a hook of a contract that is not enrolled: deleted, unless its action is still `running` (its
   delivery settles the claim: it performs nothing new for a contract that left `enrolled`).

@@ -159,19 +159,22 @@ def _claim_values(token: str, at: datetime, lease: timedelta) -> dict[str, Any]:
     }
 
 
-def release_claim(tables: Tables, contract_id: str, name: str, token: str, error: str) -> None:
-    """Give a claimed action back (running -> scheduled) after its performance failed, so the next
-    delivery retries it with the same idempotency key."""
+def lapse_claim(tables: Tables, contract_id: str, name: str, token: str, error: str, at: datetime) -> None:
+    """End the claim of a delivery whose performance raised: the action stays `running`, its lease lapsed
+    now, with the error (`lastError`). It is not waiting again: the performance may have reached the
+    downstream before it raised, and a waiting action is one a cancel records as never performed. The
+    next delivery takes the claim over with the same idempotency key, and if the contract left
+    `enrolled` meanwhile it asks the downstream whether the key was performed instead of performing it."""
     with aws_errors_as_domain_errors():
         tables.actions.update_item(
             Key={"contractId": contract_id, "actionName": name},
-            UpdateExpression="SET #state = :scheduled, lastError = :error REMOVE claimToken, leaseUntil",
+            UpdateExpression="SET leaseUntil = :now, lastError = :error",
             ConditionExpression="#state = :running AND claimToken = :token",
             ExpressionAttributeNames={"#state": "state"},
             ExpressionAttributeValues={
-                ":scheduled": ACTION_SCHEDULED,
                 ":running": ACTION_RUNNING,
                 ":token": token,
+                ":now": isoformat(at),
                 ":error": error[:MAX_REASON_CHARS],
             },
         )
