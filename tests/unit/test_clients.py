@@ -276,6 +276,14 @@ def test_the_enrolled_answer_leaves_out_the_actions_free_form_data() -> None:
     assert answer["body"]["eventualActions"] == [{"name": "rateChange", "offset": 16, "dueAt": "x"}]
 
 
+def test_the_enrolled_answer_leaves_out_the_first_payments_execution_arn() -> None:
+    arn = "arn:aws:states:eu-west-1:123456789012:execution:mock-payment-workflow:C-payment-1"
+    output = {"status": "enrolled", "firstPayment": {"status": "started", "executionArn": arn}}
+    answer = enroll_answer.start_enrollment(FakeStepFunctions(succeeded(output)), "arn", {"contractId": "C"})
+    assert answer["body"]["firstPayment"] == {"status": "started"}
+    assert "123456789012" not in json.dumps(answer)
+
+
 # ---------------------------------------------------------------- ownership of the offer
 
 

@@ -45,19 +45,24 @@ def is_final(answer: dict[str, Any]) -> bool:
 def public_output(output: dict[str, Any]) -> dict[str, Any]:
     """What the client may see of the workflow's output. An ineligible answer names public reason codes
     only (a sensitive rule's reason, e.g. about an account flag, is one neutral code; the full reasons
-    are in the audit trail); an enrolled one leaves out each eventual action's free-form data."""
+    are in the audit trail); an enrolled one leaves out each eventual action's free-form data and the
+    first payment's execution ARN (it names the account, region and an internal state machine)."""
     if output.get("status") == "ineligible":
         from enrollment.immediate import rules
 
         public = {key: value for key, value in output.items() if key not in ("reasons", "failedRules")}
         reasons = rules.public_reasons(output.get("failedRules") or [], rules.load_rules())
         return {**public, "reasons": reasons or [rules.NEUTRAL_REASON]}
-    if output.get("status") == "enrolled" and isinstance(output.get("eventualActions"), list):
-        actions = [
-            {key: value for key, value in action.items() if key != "data"} if isinstance(action, dict) else action
-            for action in output["eventualActions"]
-        ]
-        return {**output, "eventualActions": actions}
+    if output.get("status") == "enrolled":
+        public = dict(output)
+        if isinstance(output.get("eventualActions"), list):
+            public["eventualActions"] = [
+                {key: value for key, value in action.items() if key != "data"} if isinstance(action, dict) else action
+                for action in output["eventualActions"]
+            ]
+        if isinstance(output.get("firstPayment"), dict):
+            public["firstPayment"] = {k: v for k, v in output["firstPayment"].items() if k != "executionArn"}
+        return public
     return output
 
 
