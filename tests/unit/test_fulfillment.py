@@ -93,6 +93,30 @@ def test_an_action_is_not_performed_before_its_day(enrollment_tables: Tables, ra
     assert action_item(enrollment_tables, "rateChange")["state"] == "scheduled"
 
 
+def test_a_hook_fired_in_its_due_minute_before_the_due_second_performs_the_action(
+    enrollment_tables: Tables, enrolled: dict[str, Any]
+) -> None:
+    """EventBridge Scheduler fires `at(12:00:18)` anywhere in 12:00:00-12:00:59 (60 second precision),
+    and deletes the schedule: a hook fired at 12:00:05 must perform the action, not answer it not due."""
+    action1 = next(a for a in enrolled["eventualActions"] if a["name"] == "action1")
+    due = parse_isoformat(action1["dueAt"]).replace(second=17, microsecond=482000)
+    action1 = {**action1, "dueAt": isoformat(due)}
+    schedule_hook(enrollment_tables, CONTRACT, action1)
+
+    before_its_minute = deliver(
+        enrollment_tables, action1, FixedClock(due.replace(second=0, microsecond=0) - timedelta(milliseconds=1))
+    )
+    in_its_minute = deliver(enrollment_tables, action1, FixedClock(due.replace(second=5, microsecond=0)), "t2")
+
+    assert (before_its_minute["status"], before_its_minute["reason"]) == (
+        "scheduled",
+        f"not due until {action1['dueAt']}",
+    )
+    assert in_its_minute["status"] == "fulfilled"
+    [effect] = effects(enrollment_tables)
+    assert effect["idempotencyKey"] == f"{CONTRACT}/action1/{action1['dueAt']}"
+
+
 def test_an_action_of_a_cancelled_contract_is_cancelled_not_performed(
     enrollment_tables: Tables, rate_change: dict
 ) -> None:
@@ -255,6 +279,20 @@ def test_setting_a_rate_with_another_key_replaces_it_and_the_same_key_changes_no
     assert store.set_contract_rate(enrollment_tables, "A-100", CONTRACT, Decimal("0.05"), "k2", later) is True
     contract = store.get_contract(enrollment_tables, "A-100", CONTRACT)
     assert (contract["interestRate"], contract["rateChange"]["idempotencyKey"]) == (Decimal("0.05"), "k2")
+
+
+def test_a_malformed_new_rate_is_reported_by_its_type_never_its_value(
+    enrollment_tables: Tables, enrolled: dict[str, Any]
+) -> None:
+    """X-Ray records a raised exception's message on the trace: it must not carry the offer's data."""
+    action = next(a for a in enrolled["eventualActions"] if a["name"] == "rateChange")
+    malformed = {**action, "data": {"otherData": {"newRate": "IBAN DE02 1203 0000 0000 2020 51"}}}
+    schedule_hook(enrollment_tables, CONTRACT, malformed)
+
+    with pytest.raises(ValueError, match=r"got str$") as raised:
+        deliver(enrollment_tables, malformed, due_clock(malformed))
+    assert "IBAN" not in str(raised.value)
+    assert "IBAN" not in action_item(enrollment_tables, "rateChange")["lastError"]
 
 
 def test_a_failing_performance_lapses_its_claim_then_fails_on_the_third_attempt(

@@ -305,7 +305,7 @@ def test_a_claim_whose_delivery_crashed_gets_a_hook_once_its_lease_lapsed(
     confirm_start(enrollment_tables)
     same_day = enrolled["immediateActions"][0]
     store.claim_action(
-        enrollment_tables, CONTRACT, "action2", {"state": "pending", **same_day}, "crashed", STARTED, GRACE
+        enrollment_tables, CONTRACT, "action2", {"state": "pending", **same_day}, "crashed", STARTED, GRACE, LATER
     )
 
     during = run(enrollment_tables, scheduler, at=STARTED + GRACE - timedelta(seconds=1))
@@ -324,7 +324,7 @@ def test_a_lapsed_claim_of_a_cancelled_contract_keeps_the_hook_that_settles_it_w
     confirm_start(enrollment_tables)
     same_day = enrolled["immediateActions"][0]
     store.claim_action(
-        enrollment_tables, CONTRACT, "action2", {"state": "pending", **same_day}, "crashed", STARTED, GRACE
+        enrollment_tables, CONTRACT, "action2", {"state": "pending", **same_day}, "crashed", STARTED, GRACE, LATER
     )
     manage.cancel_enrollment(enrollment_tables, scheduler, GROUP, CONTRACT, FixedClock(STARTED))
     assert offer_item(enrollment_tables)["status"] == "cancelled"

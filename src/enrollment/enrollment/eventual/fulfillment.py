@@ -2,7 +2,8 @@
 
 Claim, then act. A delivery (a hook, or the immediate workflow's same-day step) first claims the
 action with a conditional write: `pending|scheduled -> running`, owned by this delivery's token until
-its lease ends (`lease_for`: longer than the invocation can run), and only if the action is due, is
+its lease ends (`lease_for`: longer than the invocation can run), and only if the action is due (from
+the start of the minute of its due time: `offsets.due_before`, the Scheduler's precision), is
 the one this delivery is about (same due time, so the same enrollment) and its contract is `enrolled`
 (a transaction checks the offer). Only then does the action's handler run, with an idempotency key
 stable across deliveries (contract, action, due time) that it hands to the downstream system it calls.
@@ -44,7 +45,7 @@ from commonlib import faults
 from commonlib.clock import Clock, isoformat, utc_now
 from commonlib.errors import ConditionNotMetError, InvalidInputError
 from commonlib.validation import parse
-from enrollment import model, store
+from enrollment import model, offsets, store
 from enrollment.steps import FulfillmentAnswer
 from enrollment.store import Tables
 
@@ -193,10 +194,10 @@ def fulfil(
                 return _answer(name, state, item, duplicate=True)  # another delivery is performing it
             store.take_over_claim(tables, contract_id, name, item, token, now, lease)
             claims = int(item.get("attempts", 0))
-        elif item["dueAt"] > isoformat(now):
+        elif item["dueAt"] >= isoformat(offsets.due_before(now)):
             return _answer(name, state, {"failureReason": f"not due until {item['dueAt']}"}, duplicate=True)
         else:
-            store.claim_action(tables, contract_id, name, item, token, now, lease)
+            store.claim_action(tables, contract_id, name, item, token, now, lease, offsets.due_before(now))
     except ConditionNotMetError:
         return _not_claimed(tables, contract_id, name, correlation_id, clock)
     faults.checkpoint("after-claim")

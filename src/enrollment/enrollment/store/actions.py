@@ -78,11 +78,19 @@ def scan_actions(tables: Tables, states: tuple[str, ...]) -> Iterator[dict[str, 
 
 
 def claim_action(
-    tables: Tables, contract_id: str, name: str, observed: dict[str, Any], token: str, at: datetime, lease: timedelta
+    tables: Tables,
+    contract_id: str,
+    name: str,
+    observed: dict[str, Any],
+    token: str,
+    at: datetime,
+    lease: timedelta,
+    due_before: datetime,
 ) -> None:
     """Claim a waiting action for one delivery: the action goes `running`, owned by `token` until the
     lease ends, only if it is still as `observed` (same state, same due time, so the same enrollment),
-    it is due, and the contract is enrolled. Raises `ConditionNotMetError` otherwise."""
+    it is due (its due time before `due_before`), and the contract is enrolled. Raises
+    `ConditionNotMetError` otherwise."""
     with aws_errors_as_domain_errors():
         tables.client.transact_write_items(
             TransactItems=[
@@ -92,11 +100,12 @@ def claim_action(
                         "TableName": tables.actions.name,
                         "Key": {"contractId": contract_id, "actionName": name},
                         **_CLAIM_UPDATE,
-                        "ConditionExpression": "#state = :observed AND dueAt = :due AND dueAt <= :now",
+                        "ConditionExpression": "#state = :observed AND dueAt = :due AND dueAt < :due_before",
                         "ExpressionAttributeValues": {
                             **_claim_values(token, at, lease),
                             ":observed": observed["state"],
                             ":due": observed["dueAt"],
+                            ":due_before": isoformat(due_before),
                         },
                     }
                 },
