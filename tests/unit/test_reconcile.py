@@ -603,6 +603,16 @@ def test_actions_the_reconciler_fails_are_counted_in_the_action_failed_metric(
     }
     assert emitted_metrics(capsys)["ActionFailed"] == 2
     assert [r.message for r in caplog.records if r.levelname == "ERROR"] == ["actions failed"]
+    # A client reading the action sees the error's name; the audit trail has its text, and no entry
+    # claims a hook was re-created.
+    item = enrollment_tables.actions.get_item(Key={"contractId": CONTRACT, "actionName": "action2"})["Item"]
+    assert item["failureReason"] == "the hook could not be re-created: DependencyError"
+    outcomes = [e["outcome"] for e in store.audit_trail(enrollment_tables, CONTRACT) if e["step"] == "reconcile"]
+    assert (
+        "hook for action2 not re-created, action failed: DependencyError: CreateSchedule failed: "
+        "ValidationException: the target is gone" in outcomes
+    )
+    assert not any(outcome.startswith("hook re-created") for outcome in outcomes)
 
 
 def test_a_run_that_fails_still_counts_the_actions_it_failed(

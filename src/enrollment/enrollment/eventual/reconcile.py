@@ -203,12 +203,16 @@ def _check_action(
     except TransientDependencyError:
         raise  # the run fails (its alarm) after its other repairs, and the next run tries again
     except DomainError as error:
-        reason = f"the hook could not be re-created: {error.message}"
+        # The client sees the error's name (GET's failureReason); its text, which may name AWS resources,
+        # goes to the audit trail.
+        reason = f"the hook could not be re-created: {error.name}"
         try:
             store.fail_unscheduled_action(tables, contract_id, name, reason, now)
         except ConditionNotMetError:
             return  # claimed or ended meanwhile: not failed here
         report.actionsFailed.append(label)
+        _audit(tables, offer, f"hook for {name} not re-created, action failed: {error.name}: {error.message}", clock)
+        return
     _audit(tables, offer, f"hook re-created for {name} ({action['state']})", clock)
 
 
