@@ -238,16 +238,21 @@ def test_every_rule_has_a_public_code_and_message_and_the_flag_rules_are_sensiti
 
 def test_public_reasons_collapse_sensitive_and_unknown_rules_into_one_neutral_reason() -> None:
     document = rules.load_rules()
-    failed_rules = ["no-bankruptcy-flag", "maximum-term", "no-open-dispute", "not-a-rule"]
-    assert rules.public_reasons(failed_rules, document) == [
-        rules.NEUTRAL_REASON,
-        {"code": "TermTooLong", "message": "term is longer than 60 months"},
-    ]
+    failed_rules = ["no-bankruptcy-flag", "no-open-dispute", "not-a-rule"]
+    assert rules.public_reasons(failed_rules, document) == [rules.NEUTRAL_REASON]
     full = [rule["reason"] for rule in document["rules"] if rule["id"] in failed_rules]
-    assert rules.public_reasons_for(full, document) == [
-        {"code": "TermTooLong", "message": "term is longer than 60 months"},
-        rules.NEUTRAL_REASON,
-    ]
+    assert rules.public_reasons_for(full, document) == [rules.NEUTRAL_REASON]
+
+
+def test_a_public_reason_hides_whether_a_sensitive_rule_failed_too() -> None:
+    """Otherwise an offer that fails a public rule (too long a term) would probe any account's flags:
+    the same answer whether or not the account is flagged, and nothing enrolled either way."""
+    document = rules.load_rules()
+    term_too_long = [{"code": "TermTooLong", "message": "term is longer than 60 months"}]
+    for failed_rules in (["maximum-term"], ["no-bankruptcy-flag", "maximum-term", "no-open-dispute", "not-a-rule"]):
+        assert rules.public_reasons(failed_rules, document) == term_too_long
+        full = [rule["reason"] for rule in document["rules"] if rule["id"] in failed_rules]
+        assert rules.public_reasons_for(full, document) == term_too_long
 
 
 def test_the_ineligible_answer_names_public_codes_only() -> None:

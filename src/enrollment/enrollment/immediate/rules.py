@@ -105,8 +105,12 @@ def public_reasons_for(reasons: list[str], rules: dict[str, Any]) -> list[dict[s
 
 
 def _unique(reasons: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Each reason once, in order; the neutral one only when no public reason is given. Beside a public
+    reason it would tell whoever chooses the offer (a product not offered, say) whether the account
+    carries a sensitive flag, for any account id, without enrolling anything."""
     seen: list[dict[str, str]] = []
     for reason in reasons:
         if reason not in seen:
             seen.append(reason)
-    return seen
+    public = [reason for reason in seen if reason != NEUTRAL_REASON]
+    return public or seen
