@@ -255,6 +255,31 @@ def test_transient_fault_in_the_compensation_still_reverts(
     assert_enrolled_once(local_stack, contract_id, reverted_before=1)
 
 
+def test_a_compensation_that_dies_after_its_revert_is_finished_by_its_retry(
+    local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults
+) -> None:
+    """RevertEnrollment writes its transaction (offer failed, UCP entry deleted, same-day action
+    cancelled), then dies before it cancels the eventual action (`after-revert`): the state machine's
+    retry of the step finishes the cancels, so the eventual action's item exists, cancelled."""
+    contract_id = "FI-A-RevertEnrollment"
+    fault.arm("PublishEnrollment", PERSISTENT, contract_id=contract_id)
+    fault.arm("RevertEnrollment", 1, at="after-revert", contract_id=contract_id)
+
+    failed = post(enrollment_api.url, offer(contract_id), enrollment_api.api_key)
+
+    assert failed.status == 500, failed
+    assert fault.injected("RevertEnrollment", at="after-revert") == 1
+    settled(local_stack, contract_id, "failed")
+    stored = actions(local_stack, contract_id)
+    assert {name: item["state"] for name, item in stored.items()} == {"action2": "cancelled", "action1": "cancelled"}
+    assert len([e for e in audit_trail(local_stack, contract_id) if e.startswith("revert=")]) == 1
+    assert contract_id not in ucp_contracts(local_stack)
+
+    retried = post(enrollment_api.url, offer(contract_id), enrollment_api.api_key)
+    assert retried.status == 201, retried
+    assert_enrolled_once(local_stack, contract_id, reverted_before=1)
+
+
 def test_faults_in_the_same_day_fulfillment(
     local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults
 ) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import timedelta
 from decimal import Decimal
@@ -279,6 +280,61 @@ def test_revert_twice_changes_nothing_more(enrollment_tables: Tables) -> None:
     before = everything(enrollment_tables)
     assert offers.revert_enrollment(enrollment_tables, offer, EXECUTION, "boom") == {"reverted": False}
     assert everything(enrollment_tables) == before
+
+
+def die_after_the_revert(point: str) -> None:
+    if point == "after-revert":
+        raise SystemExit("the function died")
+
+
+def test_a_revert_retried_after_it_died_finishes_cancelling_the_eventual_actions(
+    enrollment_tables: Tables, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The revert's transaction is written, then the function dies before it cancels the eventual actions
+    (`after-revert`): the state machine's retry of the same execution finishes them."""
+    offer = enrolled(enrollment_tables)
+    with monkeypatch.context() as patched:
+        patched.setattr(offers.faults, "checkpoint", die_after_the_revert)
+        with pytest.raises(SystemExit):
+            offers.revert_enrollment(enrollment_tables, offer, EXECUTION, "Kinesis down")
+    assert {a["actionName"] for a in enrollment_tables.actions.scan()["Items"]} == {"action2"}
+
+    retried = offers.revert_enrollment(enrollment_tables, offer, EXECUTION, "Kinesis down")
+
+    assert retried == {"reverted": False}, "reverted by the first attempt"
+    states = {a["actionName"]: a["state"] for a in enrollment_tables.actions.scan()["Items"]}
+    assert states == dict.fromkeys(("action2", "action100", "action1", "rateChange"), "cancelled")
+    assert [o for o in audit_outcomes(enrollment_tables) if o.startswith("revert=")] == ["revert=failed: Kinesis down"]
+
+
+def test_a_reverts_late_cancels_leave_the_next_enrollments_actions_alone(
+    enrollment_tables: Tables, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The revert's transaction releases the contract before its cancels are written: the contract may
+    be enrolled again, and its eventual action scheduled, in between. Those cancels must not take it."""
+    first = enrolled(enrollment_tables)
+    with monkeypatch.context() as patched:
+        patched.setattr(offers.faults, "checkpoint", die_after_the_revert)
+        with pytest.raises(SystemExit):
+            offers.revert_enrollment(enrollment_tables, first, EXECUTION, "Kinesis down")
+    again = offers.acquire(enrollment_tables, seed_offer(), OTHER_EXECUTION, STARTED + timedelta(minutes=1))["offer"]
+    offers.verify_customer(enrollment_tables, again, OTHER_EXECUTION)
+    offers.commit_enrollment(enrollment_tables, again, OTHER_EXECUTION, {"rulesVersion": "v"})
+    action1 = next(a for a in again["eventualActions"] if a["name"] == "action1")
+    enrollment_tables.actions.put_item(  # what the next enrollment's MarkActionScheduled writes
+        Item={"contractId": "C-1001", "actionName": "action1", "offset": action1["offset"], "state": "scheduled",
+              "dueAt": action1["dueAt"], "enrollmentDate": again["enrollmentDate"]}
+    )  # fmt: skip
+
+    for late in first["eventualActions"]:  # the first revert's cancels, written late
+        with contextlib.suppress(ConditionNotMetError):
+            store.cancel_action(enrollment_tables, "C-1001", late, "corr", first["enrollmentDate"], STARTED)
+    retried = offers.revert_enrollment(enrollment_tables, first, EXECUTION, "Kinesis down")
+
+    assert retried == {"reverted": False}
+    item = enrollment_tables.actions.get_item(Key={"contractId": "C-1001", "actionName": "action1"})["Item"]
+    assert (item["state"], item["dueAt"]) == ("scheduled", action1["dueAt"])
+    assert offer_item(enrollment_tables)["status"] == "enrolled"
 
 
 def test_audit_is_append_only(enrollment_tables: Tables) -> None:

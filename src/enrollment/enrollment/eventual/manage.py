@@ -158,7 +158,7 @@ def cancel_enrollment(
             faults.checkpoint("cancel-after-hook-deleted")
             cancel = {"name": name, "offset": action["offset"], "dueAt": action.get("dueAt")}
             try:
-                store.cancel_action(tables, contract_id, cancel, correlation_id, now)
+                store.cancel_action(tables, contract_id, cancel, correlation_id, offer["offer"]["enrollmentDate"], now)
             except ConditionNotMetError:  # claimed or cancelled meanwhile: report what it is now
                 action = store.get_action(tables, contract_id, name) or action
             else:

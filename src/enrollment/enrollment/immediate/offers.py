@@ -235,10 +235,14 @@ def revert_enrollment(tables: Tables, offer: Offer, execution_id: str, reason: s
     now = clock()
     contract_id = offer["contractId"]
     entry = store.audit_entry(contract_id, "revert", f"failed: {reason[:500]}", offer["correlationId"], now)
+    reverted = True
     try:
         store.revert_enrollment(tables, offer, execution_id, reason, entry, now)
     except ConditionNotMetError:
-        return {"reverted": False}
+        current = store.get_offer(tables, contract_id) or {}
+        if current.get("executionId") != execution_id or current.get("status") != store.FAILED:
+            return {"reverted": False}
+        reverted = False  # this execution's revert, retried after it died: its cancels are finished below
     faults.checkpoint("after-revert")
     # The publication may have reached the stream although its answer was lost: the eventual workflow may
     # be scheduling these already. Cancelled items refuse it (and any hook it created: a claim needs an
@@ -246,8 +250,8 @@ def revert_enrollment(tables: Tables, offer: Offer, execution_id: str, reason: s
     for action in offer["eventualActions"]:
         # A refusal means it was claimed before the revert (only possible with compressed days): it completes.
         with contextlib.suppress(ConditionNotMetError):
-            store.cancel_action(tables, contract_id, action, offer["correlationId"], now)
-    return {"reverted": True}
+            store.cancel_action(tables, contract_id, action, offer["correlationId"], offer["enrollmentDate"], now)
+    return {"reverted": reverted}
 
 
 def _rejected(outcome: str, error: str, cause: str) -> Acceptance:

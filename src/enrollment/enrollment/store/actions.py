@@ -25,11 +25,15 @@ from enrollment.store.tables import (
 )
 
 
-def cancel_action_update(contract_id: str, action: dict[str, Any], correlation_id: str, at: datetime) -> dict[str, Any]:
-    """The conditional update that cancels one waiting action, as `Table.update_item` keywords (a
-    transaction item adds `TableName`). An eventual action has no item until its hook is scheduled, so
-    this creates it `cancelled` when absent, and replaces an item of an earlier enrollment of the
-    contract (another due time): a later scheduling or hook then finds the action taken."""
+def cancel_action_update(
+    contract_id: str, action: dict[str, Any], correlation_id: str, enrollment_date: str, at: datetime
+) -> dict[str, Any]:
+    """The conditional update that cancels one waiting action of the enrollment of `enrollment_date`, as
+    `Table.update_item` keywords (a transaction item adds `TableName`). An eventual action has no item
+    until its hook is scheduled, so this creates it `cancelled` when absent, and replaces an item of an
+    earlier enrollment of the contract (another due time): a later scheduling or hook then finds the
+    action taken. Never an item of a later enrollment: a revert's cancels, written after its transaction
+    released the contract, must not cancel the actions of the contract's next enrollment."""
     due = action.get("dueAt")
     values = {
         ":cancelled": ACTION_CANCELLED,
@@ -38,11 +42,18 @@ def cancel_action_update(contract_id: str, action: dict[str, Any], correlation_i
         ":now": isoformat(at),
         ":offset": action["offset"],
         ":correlation": correlation_id,
+        ":enrollment": enrollment_date,
     }
-    condition = "attribute_not_exists(actionName) OR #state IN (:pending, :scheduled)"
-    update = "SET #state = :cancelled, cancelledAt = :now, #offset = :offset, correlationId = :correlation"
+    replaceable = "#state IN (:pending, :scheduled)" + (" OR dueAt <> :due" if due else "")
+    condition = (
+        "attribute_not_exists(actionName) OR ((attribute_not_exists(enrollmentDate)"
+        f" OR enrollmentDate <= :enrollment) AND ({replaceable}))"
+    )
+    update = (
+        "SET #state = :cancelled, cancelledAt = :now, #offset = :offset, correlationId = :correlation,"
+        " enrollmentDate = :enrollment"
+    )
     if due:
-        condition += " OR dueAt <> :due"
         update += (
             ", dueAt = :due REMOVE #result, failureReason, completedAt, claimToken, claimedAt, leaseUntil, attempts"
         )
@@ -265,8 +276,10 @@ def _end_waiting_action(contract_id: str, name: str, state: str, reason: str, at
     }
 
 
-def cancel_action(tables: Tables, contract_id: str, action: dict[str, Any], correlation_id: str, at: datetime) -> None:
+def cancel_action(
+    tables: Tables, contract_id: str, action: dict[str, Any], correlation_id: str, enrollment_date: str, at: datetime
+) -> None:
     """Cancel one waiting action (`cancel_action_update`). Raises `ConditionNotMetError` when it was
-    claimed or done meanwhile."""
+    claimed or done meanwhile, or belongs to a later enrollment."""
     with aws_errors_as_domain_errors():
-        tables.actions.update_item(**cancel_action_update(contract_id, action, correlation_id, at))
+        tables.actions.update_item(**cancel_action_update(contract_id, action, correlation_id, enrollment_date, at))

@@ -313,7 +313,7 @@ def revert_enrollment(
         {"Delete": {"TableName": tables.ucp.name, "Key": contract_key(offer["accountId"], contract_id)}},
     ]
     for action in offer["immediateActions"]:
-        cancel = cancel_action_update(contract_id, action, offer["correlationId"], now)
+        cancel = cancel_action_update(contract_id, action, offer["correlationId"], offer["enrollmentDate"], now)
         items.append({"Update": {"TableName": tables.actions.name, **cancel}})
     items.append(audit_put(tables, entry))
     with aws_errors_as_domain_errors():
