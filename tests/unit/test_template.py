@@ -8,6 +8,7 @@ import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from asl_diagram import integration
 
 from tests.support.iam import (
@@ -104,7 +105,7 @@ FUNCTION_GRANTS = {
     | grants("dynamodb:ConditionCheckItem", "dynamodb:PutItem", on="UcpTable")
     | grants("dynamodb:PutItem", on="ActionsTable")
     | grants("dynamodb:PutItem", on="AuditTable"),
-    "RevertEnrollmentFunction": grants("dynamodb:UpdateItem", on="OffersTable")
+    "RevertEnrollmentFunction": grants("dynamodb:UpdateItem", "dynamodb:GetItem", on="OffersTable")
     | grants("dynamodb:DeleteItem", on="UcpTable")
     | grants("dynamodb:UpdateItem", on="ActionsTable")
     | grants("dynamodb:PutItem", on="AuditTable"),
@@ -233,8 +234,9 @@ def test_event_sources_and_destinations_are_granted_to_the_function_role() -> No
         assert needed <= role_grants(function), f"{function} misses {needed - role_grants(function)}"
 
 
-def test_scheduler_role_is_passed_only_to_scheduler() -> None:
-    passes = [s for s in role_statements(function_role("ScheduleHookFunction")) if s["Action"] == "iam:PassRole"]
+@pytest.mark.parametrize("function", ["ScheduleHookFunction", "ReconcileFunction"])
+def test_scheduler_role_is_passed_only_to_scheduler(function: str) -> None:
+    passes = [s for s in role_statements(function_role(function)) if s["Action"] == "iam:PassRole"]
     assert passes == [
         {
             "Effect": "Allow",
@@ -429,7 +431,9 @@ def test_outputs_required_by_the_foundation() -> None:
 
 
 def test_events_are_json() -> None:
-    for path in Path(ROOT / "events").rglob("*.json"):
+    paths = sorted(Path(ROOT / "events").rglob("*.json"))
+    assert paths, "no events/**/*.json"
+    for path in paths:
         json.loads(path.read_text())
 
 
