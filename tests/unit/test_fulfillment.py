@@ -6,6 +6,7 @@ Effects are counted in the mock downstream table (ActionEffects): one item per i
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 
 from commonlib.clock import isoformat, parse_isoformat
 from enrollment import store
-from enrollment.eventual import fulfillment, manage
+from enrollment.eventual import fulfillment, manage, stream
 from enrollment.immediate import offers
 from enrollment.store import Tables
 from tests.unit.enrollment_fixtures import (
@@ -284,15 +285,46 @@ def test_setting_a_rate_with_another_key_replaces_it_and_the_same_key_changes_no
 def test_a_malformed_new_rate_is_reported_by_its_type_never_its_value(
     enrollment_tables: Tables, enrolled: dict[str, Any]
 ) -> None:
-    """X-Ray records a raised exception's message on the trace: it must not carry the offer's data."""
+    """X-Ray records a raised exception's message on the trace: it must not carry the offer's data. (The
+    intake refuses such a draft; one stored by hand stands for it here.)"""
     action = next(a for a in enrolled["eventualActions"] if a["name"] == "rateChange")
-    malformed = {**action, "data": {"otherData": {"newRate": "IBAN DE02 1203 0000 0000 2020 51"}}}
-    schedule_hook(enrollment_tables, CONTRACT, malformed)
+    schedule_hook(enrollment_tables, CONTRACT, action)
+    draft = offer_draft(enrollment_tables)
+    next(a for a in draft if a["name"] == "rateChange")["otherData"] = {"newRate": "IBAN DE02 1203 0000 0000 2020 51"}
+    set_offer_draft(enrollment_tables, draft)
 
     with pytest.raises(ValueError, match=r"got str$") as raised:
-        deliver(enrollment_tables, malformed, due_clock(malformed))
+        deliver(enrollment_tables, action, due_clock(action))
     assert "IBAN" not in str(raised.value)
     assert "IBAN" not in action_item(enrollment_tables, "rateChange")["lastError"]
+
+
+def offer_draft(tables: Tables) -> list[dict[str, Any]]:
+    return tables.offers.get_item(Key={"OfferId": CONTRACT})["Item"]["offer"]["contractDraft"]["List"]
+
+
+def set_offer_draft(tables: Tables, draft: list[dict[str, Any]]) -> None:
+    tables.offers.update_item(
+        Key={"OfferId": CONTRACT},
+        UpdateExpression="SET #offer.contractDraft.#list = :draft",
+        ExpressionAttributeNames={"#offer": "offer", "#list": "List"},
+        ExpressionAttributeValues={":draft": draft},
+    )
+
+
+def test_a_hook_carries_no_data_and_the_performance_reads_the_offers_draft(
+    enrollment_tables: Tables, rate_change: dict
+) -> None:
+    """Hooks wait in their schedules, then in the dead-letter queue: they carry which action, not its
+    data. A payload's `data` (from a hook scheduled before) is ignored: the offer decides."""
+    hook_input = json.loads(stream.hook(CONTRACT, "corr", rate_change, STARTED)["targetInput"])
+    assert hook_input["action"] == {k: rate_change[k] for k in ("name", "offset", "dueAt")}
+    forged = {**rate_change, "data": {"otherData": {"newRate": 0.99}}}
+
+    result = deliver(enrollment_tables, forged, due_clock(rate_change))
+
+    assert result["result"] == {"effect": "interest rate changed", "newRate": 0.0499}
+    assert str(store.get_contract(enrollment_tables, "A-100", CONTRACT)["interestRate"]) == "0.0499"
 
 
 def test_a_failing_performance_lapses_its_claim_then_fails_on_the_third_attempt(

@@ -244,7 +244,6 @@ HOOK_CASES: list[tuple[Any, str, set[str]]] = [
     (hook(action="action2"), "InvalidHookPayload", {"action"}),
     (hook(action={"offset": 0}), "InvalidHookPayload", {"action.name"}),
     (hook(action={"name": "action2", "offset": "0"}), "InvalidHookPayload", {"action.offset"}),
-    (hook(action={"name": "rateChange", "offset": 16, "data": "0.05"}), "InvalidHookPayload", {"action.data"}),
     (hook(extra={"nested": [1]}), "InvalidHookPayload", {"extra"}),
     (hook(contractId="C-NOBODY"), "ActionNotEnrolled", {"action"}),
     (hook(action={"name": "teleport", "offset": 3}), "ActionNotEnrolled", {"action"}),

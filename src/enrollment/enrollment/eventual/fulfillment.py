@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from commonlib import faults
 from commonlib.clock import Clock, isoformat, utc_now
 from commonlib.errors import ConditionNotMetError, InvalidInputError
+from commonlib.serialization import json_ready
 from commonlib.validation import parse
 from enrollment import model, offsets, store
 from enrollment.steps import FulfillmentAnswer
@@ -61,11 +62,15 @@ MAX_REPORTED_ERRORS = 10
 
 
 class HookAction(BaseModel):
+    """Which action a delivery is about. Its free-form data is not part of it: a performance reads it
+    from the offer item (`Performance.action`), so hooks, which wait in their schedules for up to the
+    longest offset and then in the dead-letter queue, carry no customer data. A `data` key in the
+    payload (sent by a hook scheduled before) is ignored."""
+
     model_config = ConfigDict(extra="allow")
     name: model.ActionName
     offset: Annotated[int, Field(ge=0, le=model.MAX_OFFSET_DAYS)]
     dueAt: str | None = None  # noqa: N815
-    data: dict[str, Any] = Field(default_factory=dict)
 
 
 class FulfillmentRequest(BaseModel):
@@ -84,7 +89,8 @@ class Performance:
 
     tables: Tables
     contract_id: str
-    action: dict[str, Any]
+    action: dict[str, Any]  # name, offset, dueAt and data (the offer's draft entry)
+    account_id: str | None
     idempotency_key: str
     claimed_at: str
     clock: Clock
@@ -119,9 +125,7 @@ def _effect_recorded(job: Performance) -> bool:
 
 
 def _rate_set(job: Performance) -> bool:
-    offer = store.get_offer(job.tables, job.contract_id) or {}
-    account_id = offer.get("offer", {}).get("accountId")
-    return store.contract_rate_key(job.tables, account_id, job.contract_id) == job.idempotency_key
+    return store.contract_rate_key(job.tables, job.account_id, job.contract_id) == job.idempotency_key
 
 
 @action_handler("rateChange", performed=_rate_set)
@@ -131,10 +135,8 @@ def change_rate(job: Performance) -> dict[str, Any]:
     if not isinstance(new_rate, int | float | Decimal) or isinstance(new_rate, bool):
         # The type only: an error's message reaches logs, traces and the audit trail, never the data.
         raise ValueError(f"rateChange needs otherData.newRate as a number, got {type(new_rate).__name__}")
-    offer = store.get_offer(job.tables, job.contract_id) or {}
-    account_id = offer.get("offer", {}).get("accountId")
     store.set_contract_rate(
-        job.tables, account_id, job.contract_id, Decimal(str(new_rate)), job.idempotency_key, job.clock()
+        job.tables, job.account_id, job.contract_id, Decimal(str(new_rate)), job.idempotency_key, job.clock()
     )
     faults.checkpoint("after-rate")
     job.record_effect()
@@ -204,7 +206,7 @@ def fulfil(
     # The first claim's time (a takeover keeps it): when the action was committed to.
     claimed_at = item.get("claimedAt") or isoformat(now)
     if state == store.ACTION_RUNNING and (left := _left_enrolled(tables, contract_id, item)):
-        job = _performance(tables, contract_id, item, action.get("data") or {}, claimed_at, clock)
+        job = _performance(tables, contract_id, item, claimed_at, clock)
         lookup = PERFORMED.get(name)
         if lookup is None or not lookup(job):
             reason = f"not performed: the contract is {left}; the delivery that claimed it died before performing it"
@@ -213,12 +215,10 @@ def fulfil(
     elif claims >= MAX_ATTEMPTS:
         # No claim completed and the last delivery died holding it (a timeout, out of memory): performed
         # again it would most likely die the same way, while the reconciler re-creates its hook forever.
-        job = _performance(tables, contract_id, item, action.get("data") or {}, claimed_at, clock)
+        job = _performance(tables, contract_id, item, claimed_at, clock)
         reason = f"not performed again: {claims} attempts claimed it, none completed (the last crashed after its claim)"
         return _fail_unless_performed(tables, job, token, reason, item.get("lastError"), correlation_id, trigger)
-    return _perform(
-        tables, contract_id, item, action.get("data") or {}, claimed_at, correlation_id, trigger, token, clock
-    )
+    return _perform(tables, contract_id, item, claimed_at, correlation_id, trigger, token, clock)
 
 
 def _left_enrolled(tables: Tables, contract_id: str, item: dict[str, Any]) -> str | None:
@@ -234,14 +234,17 @@ def _left_enrolled(tables: Tables, contract_id: str, item: dict[str, Any]) -> st
     return None
 
 
-def _performance(
-    tables: Tables, contract_id: str, item: dict[str, Any], data: dict[str, Any], claimed_at: str, clock: Clock
-) -> Performance:
+def _performance(tables: Tables, contract_id: str, item: dict[str, Any], claimed_at: str, clock: Clock) -> Performance:
+    """The claimed action as its handler gets it, its data read from the offer's draft (one read)."""
     name = item["actionName"]
+    offer = (store.get_offer(tables, contract_id) or {}).get("offer", {})
+    drafted = next((a for a in offer.get("contractDraft", {}).get("List", []) if a.get("name") == name), {})
+    data = json_ready({key: value for key, value in drafted.items() if key not in ("name", "offset")})
     return Performance(
         tables=tables,
         contract_id=contract_id,
         action={"name": name, "offset": item.get("offset"), "dueAt": item["dueAt"], "data": data},
+        account_id=offer.get("accountId"),
         idempotency_key=idempotency_key(contract_id, name, item["dueAt"]),
         claimed_at=claimed_at,
         clock=clock,
@@ -252,7 +255,6 @@ def _perform(
     tables: Tables,
     contract_id: str,
     item: dict[str, Any],
-    data: dict[str, Any],
     claimed_at: str,
     correlation_id: str,
     trigger: str,
@@ -260,7 +262,7 @@ def _perform(
     clock: Clock,
 ) -> FulfillmentAnswer:
     name = item["actionName"]
-    job = _performance(tables, contract_id, item, data, claimed_at, clock)
+    job = _performance(tables, contract_id, item, claimed_at, clock)
     handler = REGISTRY.get(name)
     if handler is None:
         return _complete(tables, job, token, store.ACTION_FAILED, f"no handler is registered for action {name!r}",

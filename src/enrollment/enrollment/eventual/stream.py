@@ -120,8 +120,11 @@ def schedule_expression(due: datetime, now: datetime) -> str:
 
 
 def hook(contract_id: str, correlation_id: str, action: dict[str, Any], now: datetime) -> Hook:
-    """One hook: the schedule that fires `action` (name, offset, dueAt, data) at its due time."""
-    hook_event = {"contractId": contract_id, "correlationId": correlation_id, "trigger": "hook", "action": action}
+    """One hook: the schedule that fires `action` (name, offset, dueAt) at its due time. Its input names
+    the action and leaves out its data, which the performance reads from the offer: a schedule may wait
+    for the longest offset, and its input then in the dead-letter queue."""
+    which = {key: action[key] for key in ("name", "offset", "dueAt")}
+    hook_event = {"contractId": contract_id, "correlationId": correlation_id, "trigger": "hook", "action": which}
     return {
         "actionName": action["name"],
         "offset": action["offset"],
