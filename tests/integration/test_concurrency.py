@@ -140,6 +140,13 @@ def test_fifty_concurrent_clients_get_no_5xx_and_every_answer_is_audited(
     )
     for step in expected | {"eventual-workflow"}:
         assert counts[step] == len(enrolled), (step, counts[step], len(enrolled))
+    # Counted on the effects, not on the audit entries written after them: the mock downstream (ActionEffects,
+    # one item per idempotency key) holds one action2 effect per enrolled contract (action2 records an effect:
+    # fulfillment.py), and received exactly one call for each.
+    all_effects = scan(local_stack.client("dynamodb"), local_stack.outputs["ActionEffectsTableName"])
+    performed = [e for e in all_effects if e["contractId"] in enrolled]
+    assert Counter((e["contractId"], e["actionName"]) for e in performed) == {(c, "action2"): 1 for c in enrolled}
+    assert [e for e in performed if e["calls"] != 1] == []
 
     # A 429 was refused by API Gateway before anything ran: no table and no stream record names its contract.
     audited = {e["contractId"] for e in scan(local_stack.client("dynamodb"), local_stack.outputs["AuditTableName"])}
@@ -147,4 +154,4 @@ def test_fifty_concurrent_clients_get_no_5xx_and_every_answer_is_audited(
         r.get("contractId")
         for r in stream_records(local_stack.client("kinesis"), local_stack.outputs["EnrollmentStreamName"])
     }
-    assert not throttled & (set(offers) | audited | streamed)
+    assert not throttled & (set(offers) | audited | streamed | {e["contractId"] for e in all_effects})

@@ -51,6 +51,18 @@ def schedules(local_stack: LocalStack, contract_id: str) -> list[str]:
     return [s["Name"] for s in found["Schedules"] if s["Name"].startswith(f"{contract_id}.")]  # hooks.schedule_name
 
 
+def assert_performed_once(local_stack: LocalStack, contract_id: str, actions: list[dict[str, Any]]) -> None:
+    """Counted on the effects, not on the records written after them: the mock downstream holds one item
+    per action of the contract (every action here records an effect: fulfillment.py), under the action's
+    own idempotency key, and received exactly one call with that key."""
+    done = effects(local_stack, contract_id)
+    assert set(done) == {a["name"] for a in actions}, done
+    for action in actions:
+        effect = done[action["name"]]
+        assert effect["idempotencyKey"] == f"{contract_id}/{action['name']}/{action['dueAt']}", effect
+        assert effect["calls"] == 1, effect
+
+
 def test_all_actions_fire_in_offset_order_exactly_once(local_stack: LocalStack, enrollment_api: EnrollmentApi) -> None:
     enroll(enrollment_api, "EV-ORDER-1")
 
@@ -79,7 +91,8 @@ def test_all_actions_fire_in_offset_order_exactly_once(local_stack: LocalStack, 
     assert all(a["completedAt"] >= a["dueAt"] for a in actions if a["offset"] > 0)
     assert [a["trigger"] for a in actions] == ["same-day", "hook", "hook", "hook"]
     fulfilled = [e["step"] for e in final["audit"] if e["outcome"].startswith("fulfilled")]
-    assert sorted(fulfilled) == sorted(f"action:{a['name']}" for a in actions)  # each exactly once
+    assert sorted(fulfilled) == sorted(f"action:{a['name']}" for a in actions)  # each audited once
+    assert_performed_once(local_stack, "EV-ORDER-1", actions)  # and each performed once, counted on the effect
     assert [e["step"] for e in final["audit"]].count("eventual-workflow") == 1
     assert schedules(local_stack, "EV-ORDER-1") == []  # ActionAfterCompletion: DELETE
 
@@ -119,6 +132,7 @@ def test_duplicated_stream_record_and_duplicated_hook_change_nothing(
 
     assert (answer["status"], answer["duplicate"]) == ("fulfilled", True)
     assert status(enrollment_api, "EV-DUP-1") == before
+    assert_performed_once(local_stack, "EV-DUP-1", before["actions"])  # the duplicates called nothing downstream
     executions = local_stack.client("stepfunctions").list_executions(
         stateMachineArn=local_stack.outputs["EnrollmentAsyncStateMachineArn"]
     )

@@ -10,7 +10,9 @@ from tests.support.template import ROOT
 
 def test_architecture_page_embeds_the_diagram_of_every_state_machine() -> None:
     document = asl_diagram.DOCUMENT.read_text()
-    for path in sorted((ROOT / "statemachine").glob("*.asl.json")):
+    paths = sorted((ROOT / "statemachine").glob("*.asl.json"))
+    assert paths, "no statemachine/*.asl.json"
+    for path in paths:
         assert f"<!-- asl-diagram: statemachine/{path.name} -->" in document, path.name
 
 
@@ -20,8 +22,9 @@ def test_architecture_page_diagrams_match_the_asl() -> None:
 
 
 def test_every_state_appears_in_its_diagram() -> None:
-
-    for path in sorted((ROOT / "statemachine").glob("*.asl.json")):
+    paths = sorted((ROOT / "statemachine").glob("*.asl.json"))
+    assert paths, "no statemachine/*.asl.json"
+    for path in paths:
         diagram = asl_diagram.render(path)
         definition = json.loads(path.read_text())
         names = list(definition["States"])

@@ -170,11 +170,18 @@ def test_a_scheduled_event_carries_its_source() -> None:
 
 
 def test_no_event_source_of_the_template_sets_an_input_that_could_be_it() -> None:
-    for body in template()["Resources"].values():
-        for source in (body.get("Properties", {}).get("Events") or {}).values():
-            given = source.get("Properties", {}).get("Input")
-            if given is not None:
-                assert not warm_up.is_warm_up(json.loads(given) if isinstance(given, str) else given)
+    sources = {
+        f"{resource}.{name}": source
+        for resource, body in template()["Resources"].items()
+        for name, source in (body.get("Properties", {}).get("Events") or {}).items()
+    }
+    assert sources, "the template's functions have no event source: this test would check nothing"
+    inputs = {
+        name: json.loads(given) if isinstance(given, str) else given
+        for name, source in sources.items()
+        if (given := source.get("Properties", {}).get("Input")) is not None
+    }
+    assert [name for name, given in inputs.items() if warm_up.is_warm_up(given)] == []
 
 
 def test_a_hook_payload_is_a_fulfillment_event() -> None:
@@ -203,7 +210,15 @@ def _lambda_tasks(states: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return found
 
 
-@pytest.mark.parametrize("asl", sorted(path.name for path in (ROOT / "statemachine").glob("*.asl.json")))
+ASL_FILES = sorted(path.name for path in (ROOT / "statemachine").glob("*.asl.json"))
+
+
+def test_the_state_machine_definitions_are_found() -> None:
+    """An empty glob would leave the parametrized test below with nothing to run (skipped, not failed)."""
+    assert ASL_FILES, "no statemachine/*.asl.json"
+
+
+@pytest.mark.parametrize("asl", ASL_FILES)
 def test_every_step_functions_task_sends_a_payload_of_its_own_keys(asl: str) -> None:
     """Each Lambda task builds its payload from fixed keys (never the state input as it is), so a
     state machine cannot hand a function the warm-up event, whatever input an execution was given."""
