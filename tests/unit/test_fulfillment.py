@@ -327,6 +327,19 @@ def test_a_hook_carries_no_data_and_the_performance_reads_the_offers_draft(
     assert str(store.get_contract(enrollment_tables, "A-100", CONTRACT)["interestRate"]) == "0.0499"
 
 
+def failed_deliveries(
+    tables: Tables, action: dict[str, Any], clock: FixedClock, error: type[Exception]
+) -> list[dict[str, Any]]:
+    """Two deliveries, a minute apart, whose performance raises `error`: the action's item after each."""
+    items = []
+    for attempt in (1, 2):
+        with pytest.raises(error):
+            deliver(tables, action, clock, f"t{attempt}")
+        items.append(action_item(tables, action["name"]))
+        clock.advance(60)  # the retried delivery
+    return items
+
+
 def test_a_failing_performance_lapses_its_claim_then_fails_on_the_third_attempt(
     enrollment_tables: Tables, rate_change: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -335,13 +348,13 @@ def test_a_failing_performance_lapses_its_claim_then_fails_on_the_third_attempt(
 
     monkeypatch.setitem(fulfillment.REGISTRY, "rateChange", downstream_down)
     clock = due_clock(rate_change)
-    for attempt in (1, 2):
-        with pytest.raises(ConnectionError):
-            deliver(enrollment_tables, rate_change, clock, f"t{attempt}")
-        item = action_item(enrollment_tables, "rateChange")
-        assert (item["state"], item["leaseUntil"], item["attempts"]) == ("running", isoformat(clock()), attempt)
+    first_at = clock()
+    items = failed_deliveries(enrollment_tables, rate_change, clock, ConnectionError)
+
+    for attempt, item in enumerate(items, start=1):
+        failed_at = first_at + timedelta(seconds=60 * (attempt - 1))
+        assert (item["state"], item["leaseUntil"], item["attempts"]) == ("running", isoformat(failed_at), attempt)
         assert item["lastError"] == "ConnectionError: downstream unavailable at 10.0.0.7"
-        clock.advance(60)  # the retried delivery
 
     third = deliver(enrollment_tables, rate_change, clock, "t3")
 
@@ -395,10 +408,7 @@ def test_a_third_attempt_that_raises_after_its_effect_ends_fulfilled_not_failed(
 
     monkeypatch.setitem(fulfillment.REGISTRY, "action1", performs_then_raises)
     clock = due_clock(action1)
-    for attempt in (1, 2):
-        with pytest.raises(TimeoutError):
-            deliver(enrollment_tables, action1, clock, f"t{attempt}")
-        clock.advance(60)
+    failed_deliveries(enrollment_tables, action1, clock, TimeoutError)
 
     third = deliver(enrollment_tables, action1, clock, "t3")
 
