@@ -95,13 +95,34 @@ def test_failed_actions_alarm_on_the_enrollment_services_metric() -> None:
     assert "enrollment" in services
 
 
+def test_the_reconciler_alarms_on_each_repair_and_when_it_stops_running() -> None:
+    namespace = template()["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"]
+    repairs = alarm_on(namespace, "ReconcilerRepairs", "service", "enrollment")
+    assert repairs["Statistic"] == "Sum"
+    assert_fires_on_one(repairs)
+    heartbeat = alarm_on("AWS/Lambda", "Invocations", "FunctionName", {"Ref": "ReconcileFunction"})
+    assert (heartbeat["Statistic"], heartbeat["Threshold"], heartbeat["ComparisonOperator"]) == (
+        "Sum",
+        1,
+        "LessThanThreshold",
+    )
+    assert heartbeat["TreatMissingData"] == "breaching", "no invocation is no data: that is the fault"
+    # Its period outlasts the reconciler's default schedule several times over.
+    assert template()["Parameters"]["ReconcileSchedule"]["Default"] == "rate(5 minutes)"
+    assert heartbeat["Period"] == 3600
+
+
+# Alarms on a component's absence: its metric has no data exactly when it fails.
+HEARTBEATS = {"ReconcileNotRunningAlarm"}
+
+
 def test_every_alarm_notifies_the_topic_when_it_fires_and_clears_and_says_what_to_do() -> None:
     found = alarms()
     assert found
     for name, properties in found.items():
         assert properties["AlarmActions"] == [TOPIC], name
         assert properties["OKActions"] == [TOPIC], name
-        assert properties["TreatMissingData"] == "notBreaching", name
+        assert properties["TreatMissingData"] == ("breaching" if name in HEARTBEATS else "notBreaching"), name
         description = properties["AlarmDescription"]
         text = description["Fn::Sub"] if isinstance(description, dict) else description
         assert isinstance(text, str), name
@@ -130,5 +151,5 @@ def test_operations_page_explains_the_alarms() -> None:
     section = document.split("\n## Alarms\n", 1)[1].split("\n## ", 1)[0]
     for subject in ("enrollment-hooks-dlq", "enrollment-stream-rejects", "iterator-age", "-failed", "-timed-out"):
         assert subject in section, subject
-    for subject in ("-errors", "-throttles", "enrollment-action-failed"):
+    for subject in ("-errors", "-throttles", "enrollment-action-failed", "reconciler-repairs", "Reconcile-not-running"):
         assert subject in section, subject

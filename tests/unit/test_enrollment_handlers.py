@@ -82,6 +82,30 @@ def test_fulfill_action_leases_its_claim_for_the_rest_of_its_invocation(
     assert isoformat(before + lease) <= item["leaseUntil"] <= isoformat(after + lease)
 
 
+def test_a_failed_actions_error_line_names_its_contract(
+    enrollment_tables: Tables, stream: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """The ActionFailed alarm names no contract: the operator finds it from this line."""
+    from enrollment.eventual import fulfillment
+
+    immediate_handlers.accept_offer(event("accept-offer"), lambda_context)
+    immediate_handlers.verify_customer(event("verify-customer"), lambda_context)
+    immediate_handlers.commit_enrollment(event("commit-enrollment"), lambda_context)
+
+    def downstream_down(job: fulfillment.Performance) -> dict[str, Any]:
+        raise ConnectionError("downstream unavailable")
+
+    monkeypatch.setitem(fulfillment.REGISTRY, "action2", downstream_down)
+    monkeypatch.setattr(fulfillment, "MAX_ATTEMPTS", 1)
+
+    answer = eventual_handlers.fulfill_action(event("fulfill-action"), lambda_context)
+
+    assert answer["status"] == "failed"
+    [failed] = [record for record in caplog.records if record.getMessage() == "action failed"]
+    assert (failed.levelname, failed.contract, failed.action["name"]) == ("ERROR", "C-1001", "action2")
+
+
 def test_revert_event_undoes_a_committed_enrollment(
     enrollment_tables: Tables, stream: Any, lambda_context: Any
 ) -> None:

@@ -579,10 +579,10 @@ def emitted_metrics(capsys: pytest.CaptureFixture[str]) -> dict[str, float]:
 
 
 def scheduler_refuses_every_hook(monkeypatch: pytest.MonkeyPatch) -> None:
-    from commonlib.errors import DependencyError
+    """Every hook's name is held by another schedule: no run can ever create one."""
 
     def refused(*_: Any, **__: Any) -> Any:
-        raise DependencyError("CreateSchedule failed: ValidationException: the target is gone")
+        raise hooks.ScheduleNameConflictError("schedule C-1001.x in group enrollment-hooks is another hook's")
 
     monkeypatch.setattr(hooks, "create_hook", refused)
 
@@ -607,13 +607,63 @@ def test_actions_the_reconciler_fails_are_counted_in_the_action_failed_metric(
     # A client reading the action sees the error's name; the audit trail has its text, and no entry
     # claims a hook was re-created.
     item = enrollment_tables.actions.get_item(Key={"contractId": CONTRACT, "actionName": "action2"})["Item"]
-    assert item["failureReason"] == "the hook could not be re-created: DependencyError"
+    assert item["failureReason"] == "the hook could not be re-created: ScheduleNameConflictError"
     outcomes = [e["outcome"] for e in store.audit_trail(enrollment_tables, CONTRACT) if e["step"] == "reconcile"]
     assert (
-        "hook for action2 not re-created, action failed: DependencyError: CreateSchedule failed: "
-        "ValidationException: the target is gone" in outcomes
+        "hook for action2 not re-created, action failed: ScheduleNameConflictError: schedule C-1001.x in "
+        "group enrollment-hooks is another hook's" in outcomes
     )
     assert not any(outcome.startswith("hook re-created") for outcome in outcomes)
+
+
+@pytest.mark.parametrize("state", ["pending", "running"])
+def test_a_hook_the_scheduler_refuses_for_a_configuration_fault_fails_the_run_not_the_action(
+    enrollment_tables: Tables, enrolled: dict[str, Any], reconcile_function: Any, lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], state: str,
+) -> None:  # fmt: skip
+    """A denied call or a missing schedule group says nothing about the action: failing it could not be
+    undone once the fault is fixed. The run fails (its errors alarm), and the action waits for the next
+    run as it was; a `running` one, whose claim a takeover must settle, likewise."""
+    from commonlib.errors import DependencyError
+
+    confirm_start(enrollment_tables)
+    if state == "running":
+        same_day = enrolled["immediateActions"][0]
+        store.claim_action(
+            enrollment_tables, CONTRACT, "action2", {"state": "pending", **same_day}, "died", STARTED, GRACE, LATER
+        )
+
+    def denied(*_: Any, **__: Any) -> Any:
+        raise DependencyError("CreateSchedule failed: AccessDeniedException: not authorized to perform iam:PassRole")
+
+    monkeypatch.setattr(hooks, "create_hook", denied)
+
+    with pytest.raises(reconcile.ReconcileError, match="AccessDeniedException") as failed:
+        reconcile_function({"source": "aws.events"}, lambda_context)
+
+    assert action_state(enrollment_tables, "action2") == state
+    assert failed.value.details["report"]["hooksRecreated"] == []
+    assert failed.value.details["report"]["actionsFailed"] == []
+    assert "ActionFailed" not in emitted_metrics(capsys)
+
+
+def test_a_running_action_whose_hook_name_is_taken_fails_the_run(
+    enrollment_tables: Tables, enrolled: dict[str, Any], reconcile_function: Any, lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Only its claim's owner or a takeover ends a running action: the reconciler cannot fail it, so it
+    must not pass over it in silence either."""
+    confirm_start(enrollment_tables)
+    same_day = enrolled["immediateActions"][0]
+    store.claim_action(
+        enrollment_tables, CONTRACT, "action2", {"state": "pending", **same_day}, "died", STARTED, GRACE, LATER
+    )
+    scheduler_refuses_every_hook(monkeypatch)
+
+    with pytest.raises(reconcile.ReconcileError, match="ScheduleNameConflictError"):
+        reconcile_function({"source": "aws.events"}, lambda_context)
+
+    assert action_state(enrollment_tables, "action2") == "running"
 
 
 def test_a_run_that_fails_still_counts_the_actions_it_failed(

@@ -40,13 +40,17 @@ def fulfill_action(event: Any, context: LambdaContext) -> steps.FulfillmentAnswe
         token=uuid.uuid4().hex,
         lease=fulfillment.lease_for(context.get_remaining_time_in_millis()),
     )
+    # The contract the payload names (bounded: a rejected payload's may be anything), so that an operator
+    # answering the ActionFailed alarm finds it from this line.
+    named = event.get("contractId") if isinstance(event, dict) else None
+    contract = named[:100] if isinstance(named, str) else None
     if result["status"] == fulfillment.REJECTED:
-        logger.error("hook payload rejected", extra={"action": result})
+        logger.error("hook payload rejected", extra={"contract": contract, "action": result})
     elif result["status"] == store.ACTION_FAILED and not result["duplicate"]:
         metrics.add_metric(name="ActionFailed", unit="Count", value=1)
-        logger.error("action failed", extra={"action": result})
+        logger.error("action failed", extra={"contract": contract, "action": result})
     else:
-        logger.info("action handled", extra={"action": result})
+        logger.info("action handled", extra={"contract": contract, "action": result})
     return json_ready(result)
 
 

@@ -16,10 +16,11 @@ repairs, once a fault has had `grace` to clear by itself:
 - a hook of a contract that is not enrolled: deleted, unless its action is still `running` (its
   delivery settles the claim: it performs nothing new for a contract that left `enrolled`).
 
-An action whose hook cannot be created is failed with the reason (`actionsFailed`: the function counts
-them in the `ActionFailed` metric, which alarms). Every repair is audited on its contract (`reconcile`)
-and counted in the answer. A schedule in the hooks' group whose name is not a hook's is reported
-(`foreignSchedules`) and left alone.
+A waiting action whose hook can never be created (its name is another schedule's) is failed with the
+reason (`actionsFailed`: the function counts them in the `ActionFailed` metric, which alarms); any
+other error creating a hook fails the run (its errors alarm) and leaves the action for the next run.
+Every repair is audited on its contract (`reconcile`) and counted in the answer. A schedule in the
+hooks' group whose name is not a hook's is reported (`foreignSchedules`) and left alone.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from commonlib.clock import Clock, isoformat, parse_isoformat, utc_now
-from commonlib.errors import ConditionNotMetError, DomainError, TransientDependencyError, map_client_error
+from commonlib.errors import ConditionNotMetError, DomainError, map_client_error
 from enrollment import store
 from enrollment.eventual import hooks, manage, stream
 from enrollment.store import Tables
@@ -187,8 +188,8 @@ def _check_action(
         return
     if not _needs_hook(scheduler, settings, action, now):
         return
-    report.hooksRecreated.append(f"{label} ({action['state']})")
     if settings.dry_run:
+        report.hooksRecreated.append(f"{label} ({action['state']})")
         return
     by_name = {entry["name"]: entry for entry in stream.draft_actions(offer, settings.offset_unit_seconds)}
     planned = by_name.get(name, {"name": name, "offset": int(action.get("offset", 0)), "data": {}})
@@ -200,9 +201,11 @@ def _check_action(
     )
     try:
         hooks.create_hook(scheduler, settings.hook_target, hook)
-    except TransientDependencyError:
-        raise  # the run fails (its alarm) after its other repairs, and the next run tries again
-    except DomainError as error:
+    except hooks.ScheduleNameConflictError as error:
+        # Another schedule holds this action's hook name: no run can ever create it, so a waiting action
+        # is failed (its alarm). A running one is not ours to end: the run fails instead, below.
+        if action["state"] == store.ACTION_RUNNING:
+            raise
         # The client sees the error's name (GET's failureReason); its text, which may name AWS resources,
         # goes to the audit trail.
         reason = f"the hook could not be re-created: {error.name}"
@@ -213,6 +216,10 @@ def _check_action(
         report.actionsFailed.append(label)
         _audit(tables, offer, f"hook for {name} not re-created, action failed: {error.name}: {error.message}", clock)
         return
+    # Any other error (throttling, a denied call, a missing schedule group) propagates: the run fails (its
+    # alarm) after its other repairs and the next run tries again, the action as it was. It says nothing
+    # about the action, and failing healthy actions for a configuration fault could not be undone.
+    report.hooksRecreated.append(f"{label} ({action['state']})")
     _audit(tables, offer, f"hook re-created for {name} ({action['state']})", clock)
 
 
