@@ -211,6 +211,36 @@ def test_persistent_fault_in_an_immediate_step_fails_consistently_and_a_retry_en
     assert_enrolled_once(local_stack, contract_id, reverted_before=1 if function_name == "PublishEnrollment" else 0)
 
 
+def test_a_commit_that_wrote_but_lost_its_answer_is_reverted_and_a_retry_enrolls_once(
+    local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults
+) -> None:
+    """Every attempt of CommitEnrollment writes (or replays) its transaction and then fails (`after`): the
+    client is told the enrollment failed, so the contract must not stay enrolled behind its back."""
+    contract_id = "FI-A-CommitEnrollment"
+    fault.arm("CommitEnrollment", PERSISTENT, at=faults.AFTER, contract_id=contract_id)
+
+    failed = post(enrollment_api.url, offer(contract_id), enrollment_api.api_key)
+
+    assert failed.status == 500, failed
+    assert fault.injected("CommitEnrollment", at=faults.AFTER) == PERSISTENT
+    settled(local_stack, contract_id, "failed")
+    assert contract_id not in ucp_contracts(local_stack)
+    assert {name: item["state"] for name, item in actions(local_stack, contract_id).items()} == {
+        "action2": "cancelled",
+        "action1": "cancelled",
+    }
+    assert effects(local_stack, contract_id) == {}
+    assert published(local_stack, contract_id) == 0
+    assert payments(local_stack, contract_id) == []
+    trail = audit_trail(local_stack, contract_id)
+    assert [e for e in trail if e.startswith(("revert=", "failure="))] == [e for e in trail if e.startswith("revert=")]
+    assert len([e for e in trail if e.startswith("revert=")]) == 1
+
+    retried = post(enrollment_api.url, offer(contract_id), enrollment_api.api_key)
+    assert retried.status == 201, retried
+    assert_enrolled_once(local_stack, contract_id, reverted_before=1)
+
+
 def test_faults_in_the_outcome_recorder_on_the_ineligible_path(
     local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults
 ) -> None:
