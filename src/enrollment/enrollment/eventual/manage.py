@@ -130,7 +130,8 @@ def cancel_enrollment(
     lost there) counts as cancelled there, and its audit entry says so.
 
     An action already `running` was claimed before the cancel: it completes and is reported among the
-    completed actions. Outcomes: `cancelled`, `not_found` (also for a contract that is not
+    completed actions; so is a first payment the immediate workflow claimed before it (`firstPayment`).
+    Outcomes: `cancelled`, `not_found` (also for a contract that is not
     `owner_id`'s; None, the reconciler, is a system caller), or `not_cancellable` (with the status)."""
     offer = store.get_offer(tables, contract_id)
     if offer is None or not _owned(offer, owner_id):
@@ -171,8 +172,14 @@ def cancel_enrollment(
     faults.checkpoint("cancel-after-actions")
     ucp = store.cancel_ucp_contract(tables, offer["offer"]["accountId"], contract_id)
     faults.checkpoint("cancel-after-ucp")
-    outcome = {"cancelledActions": cancelled, "completedActions": completed}
+    outcome: dict[str, Any] = {"cancelledActions": cancelled, "completedActions": completed}
     summary = f"cancelled: {len(cancelled)} pending actions cancelled, {len(completed)} already done or in flight"
+    # Read once the offer is `cancelling`: the immediate workflow claims the first payment only while it is
+    # `enrolled`, so a claim is either here now or never made.
+    claimed = (store.get_offer(tables, contract_id) or {}).get("firstPaymentClaimedAt")
+    if claimed:
+        outcome["firstPayment"] = {"status": "started", "claimedAt": claimed}
+        summary += "; the first payment was already started"
     if ucp == store.UCP_ABSENT:
         summary += "; the UCP had no entry for the contract"
     entry = store.audit_entry(contract_id, "cancel", summary, correlation_id, now, details={**outcome, "ucpEntry": ucp})
