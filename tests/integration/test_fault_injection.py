@@ -696,6 +696,7 @@ def test_a_cancel_interrupted_after_any_write_is_finished_by_its_retry(
     assert interrupted.status >= 500, interrupted
     assert fault.injected("EnrollmentManageApi", at=point) == 1
     assert (retried.status, again.status) == (200, 200), (retried, again)
+    stored = offer_item(local_stack, contract_id)
     assert (
         retried.body
         == again.body
@@ -704,15 +705,18 @@ def test_a_cancel_interrupted_after_any_write_is_finished_by_its_retry(
             "status": "cancelled",
             "cancelledActions": ["action100", "action1"],
             "completedActions": [{"name": "action2", "state": "fulfilled"}],
+            # The enrollment's run claimed its first payment before the cancel: it went ahead, and is reported.
+            "firstPayment": {"status": "started", "claimedAt": stored["firstPaymentClaimedAt"]},
         }
     )
-    assert offer_item(local_stack, contract_id)["status"] == "cancelled"
+    assert stored["status"] == "cancelled"
     assert ucp_contracts(local_stack)[contract_id]["status"] == "cancelled"
     assert not hook_exists(local_stack, contract_id, "action1")
     assert not hook_exists(local_stack, contract_id, "action100")
     assert set(effects(local_stack, contract_id)) == {"action2"}
     assert [e for e in audit_trail(local_stack, contract_id) if e.startswith("cancel=")] == [
-        "cancel=cancelled: 2 pending actions cancelled, 1 already done or in flight"
+        "cancel=cancelled: 2 pending actions cancelled, 1 already done or in flight; the first payment was already"
+        " started"
     ]
 
 
