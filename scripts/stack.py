@@ -522,12 +522,16 @@ def warm_up_function(lambda_client: Any, name: str) -> WarmUp:
 
 
 def warm_up_all(lambda_client: Any, names: Iterable[str]) -> list[WarmUp]:
-    """Invoke every function once with the warm-up event, all at once (one thread each)."""
+    """Invoke every function once with the warm-up event, all at once (one thread each), then once more,
+    alone, each function whose warm-up failed: ministack 1.5.33 now and then fails a call while it starts
+    many workers at once ("dictionary changed size during iteration" in its own process, logged as "Warm
+    worker execution error"; the handler never ran)."""
     names = sorted(names)
     if not names:
         return []
     with ThreadPoolExecutor(max_workers=len(names)) as pool:
-        return list(pool.map(lambda name: warm_up_function(lambda_client, name), names))
+        results = list(pool.map(lambda name: warm_up_function(lambda_client, name), names))
+    return [result if result.ok else warm_up_function(lambda_client, result.function) for result in results]
 
 
 def warm_up(port: int, stack_name: str) -> list[WarmUp]:

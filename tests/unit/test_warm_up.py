@@ -271,6 +271,26 @@ def test_warm_up_invokes_every_function_at_once_with_the_event() -> None:
     assert all(result.ok for result in results)
 
 
+def test_a_warm_up_the_emulator_failed_once_is_tried_again_alone() -> None:
+    """ministack sometimes fails a call while it starts many workers at once, before any handler runs."""
+
+    class FailsFirst(FakeLambda):
+        def invoke(self, FunctionName: str, Payload: bytes) -> dict[str, Any]:  # noqa: N803 - boto3's names
+            answer = super().invoke(FunctionName, Payload)
+            if FunctionName == "flaky" and [name for name, _ in self.calls].count("flaky") == 1:
+                body = b'{"errorMessage": "dictionary changed size during iteration", "errorType": "RuntimeError"}'
+                return {"StatusCode": 200, "FunctionError": "Unhandled", "Payload": io.BytesIO(body)}
+            return answer
+
+    fake = FailsFirst({name: (None, b'{"warmUp": "ready"}') for name in ("flaky", "steady")})
+
+    results = {result.function: result for result in stack.warm_up_all(fake, fake.answers)}
+
+    assert results["flaky"].ok
+    assert results["steady"].ok
+    assert sorted(name for name, _ in fake.calls) == ["flaky", "flaky", "steady"]
+
+
 def test_warm_up_reports_a_function_that_raised_or_answered_otherwise() -> None:
     fake = FakeLambda(
         {
@@ -283,6 +303,7 @@ def test_warm_up_reports_a_function_that_raised_or_answered_otherwise() -> None:
     results = {result.function: result for result in stack.warm_up_all(fake, fake.answers)}
 
     assert results["ok"].ok
+    assert [name for name, _ in fake.calls].count("raised") == 2, "a failed warm-up is tried once more"
     assert not results["raised"].ok
     assert "Unhandled" in results["raised"].detail
     assert not results["not-decorated"].ok
