@@ -136,6 +136,7 @@ FUNCTION_GRANTS = {
     | grants("dynamodb:Query", "dynamodb:PutItem", on="AuditTable")
     | grants("dynamodb:UpdateItem", "dynamodb:GetItem", on="UcpTable")
     | grants("states:StartExecution", on="EnrollmentAsyncStateMachine")
+    | grants("states:StartExecution", on="PaymentStateMachine")  # a first payment not started (SendsPayments)
     | grants(*RECONCILER_SCHEDULE_CALLS, on=HOOK_SCHEDULES)
     | grants(*RECONCILER_SCHEDULE_CALLS, on=EMULATOR_SCHEDULES)
     | grants("scheduler:ListSchedules", on="*")
@@ -202,7 +203,8 @@ def test_each_function_role_grants_exactly_what_its_code_calls() -> None:
 def test_default_schedule_group_is_granted_only_on_the_emulator() -> None:
     for function in ("ScheduleHookFunction", "EnrollmentManageFunction", "ReconcileFunction"):
         (policy,) = resource(function_role(function))["Properties"]["Policies"]
-        conditional = [s for s in policy["PolicyDocument"]["Statement"] if "Fn::If" in s]
+        statements = policy["PolicyDocument"]["Statement"]
+        conditional = [s for s in statements if "Fn::If" in s and s["Fn::If"][0] == "OnEmulator"]
         assert len(conditional) == 1, function
         condition, statement, otherwise = conditional[0]["Fn::If"]
         assert (condition, otherwise) == ("OnEmulator", {"Ref": "AWS::NoValue"})

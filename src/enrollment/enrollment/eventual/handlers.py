@@ -130,6 +130,7 @@ def reconcile(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         async_state_machine_arn=os.environ["ENROLLMENT_ASYNC_STATE_MACHINE_ARN"],
         hook_target=_hook_target(hooks),
         dry_run=bool(isinstance(event, dict) and event.get("dryRun")),
+        payment_state_machine_arn=os.environ.get("PAYMENT_STATE_MACHINE_ARN") or None,
     )
     try:
         report = reconciler.reconcile(

@@ -14,7 +14,9 @@ repairs, once a fault has had `grace` to clear by itself:
   claim): a hook is created that fires now, and the delivery claims (or takes over) the action;
 - a waiting action of a contract that is no longer enrolled (reverted): cancelled;
 - a hook of a contract that is not enrolled: deleted, unless its action is still `running` (its
-  delivery settles the claim: it performs nothing new for a contract that left `enrolled`).
+  delivery settles the claim: it performs nothing new for a contract that left `enrolled`);
+- an enrolled contract whose first payment the immediate workflow could not start (it recorded so on
+  the offer): the payment is started, under the name that admits one.
 
 A waiting action whose hook can never be created (its name is another schedule's) is failed with the
 reason (`actionsFailed`: the function counts them in the `ActionFailed` metric, which alarms); any
@@ -32,7 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from commonlib.clock import Clock, isoformat, parse_isoformat, utc_now
-from commonlib.errors import ConditionNotMetError, DomainError, map_client_error
+from commonlib.errors import ConditionNotMetError, DomainError, aws_errors_as_domain_errors, map_client_error
 from enrollment import store
 from enrollment.eventual import hooks, manage, stream
 from enrollment.store import Tables
@@ -45,6 +47,7 @@ class Settings:
     async_state_machine_arn: str
     hook_target: hooks.HookTarget
     dry_run: bool = False
+    payment_state_machine_arn: str | None = None  # None: PaymentDestination none, no payment to start
 
 
 @dataclass
@@ -55,6 +58,7 @@ class Report:
     actionsCancelled: list[str] = field(default_factory=list)  # noqa: N815
     actionsFailed: list[str] = field(default_factory=list)  # noqa: N815
     hooksDeleted: list[str] = field(default_factory=list)  # noqa: N815
+    paymentsStarted: list[str] = field(default_factory=list)  # noqa: N815
     # Schedules in the hooks' group whose names are no hook's: reported, never deleted (not ours to judge).
     foreignSchedules: list[str] = field(default_factory=list)  # noqa: N815
 
@@ -83,6 +87,9 @@ def reconcile(
             attempt(offer["OfferId"], _redrive, tables, stepfunctions, settings, offer, report, clock)
         elif offer["status"] == store.CANCELLING and _older(offer.get("cancelRequestedAt"), now, settings.grace):
             attempt(offer["OfferId"], _finish_cancel, tables, scheduler, settings, offer, report, clock)
+        if offer["status"] == store.ENROLLED and _older(offer.get("firstPaymentNotStarted"), now, settings.grace):
+            payment = (tables, stepfunctions, settings, offer, report, clock)
+            attempt(f"{offer['OfferId']} payment", _start_first_payment, *payment)
     # The hook of a `running` action settles its claim whatever its contract is now (a delivery that
     # died holding it before a cancel): kept below, where other hooks of a contract not enrolled go.
     settling: set[str] = set()
@@ -144,6 +151,40 @@ def _redrive(
             tables, stepfunctions, settings.async_state_machine_arn, record, clock, replacing=previous
         )
     _audit(tables, offer, f"eventual workflow re-driven: {started}", clock)
+
+
+# The name the immediate workflow's StartFirstPayment gives the first payment (execution and order): one
+# name, so the payment can never run twice, whoever starts it.
+FIRST_PAYMENT_NAME = "{contract_id}-payment-1"
+
+
+def _start_first_payment(
+    tables: Tables, stepfunctions: Any, settings: Settings, offer: dict[str, Any], report: Report, clock: Clock
+) -> None:
+    """Claim, then act: the offer's record that the payment was not started is taken (only while the
+    contract is enrolled), then the payment is started; a start that fails gives the record back."""
+    contract_id = offer["OfferId"]
+    if settings.payment_state_machine_arn is None:
+        return
+    if settings.dry_run:
+        report.paymentsStarted.append(contract_id)
+        return
+    try:
+        store.take_unstarted_first_payment(tables, contract_id, clock())
+    except ConditionNotMetError:
+        return  # started, or the contract left `enrolled`, meanwhile
+    name = FIRST_PAYMENT_NAME.format(contract_id=contract_id)
+    try:
+        with aws_errors_as_domain_errors():
+            stepfunctions.start_execution(
+                stateMachineArn=settings.payment_state_machine_arn, name=name, input=json.dumps({"orderId": name})
+            )
+    except DomainError as error:
+        if error.details.get("code") != "ExecutionAlreadyExists":  # else: it was started after all
+            store.give_back_unstarted_first_payment(tables, contract_id, offer["firstPaymentNotStarted"])
+            raise
+    report.paymentsStarted.append(contract_id)
+    _audit(tables, offer, f"first payment {name} started (the enrollment's run could not start it)", clock)
 
 
 def _finish_cancel(

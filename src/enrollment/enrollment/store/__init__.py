@@ -40,12 +40,14 @@ from enrollment.store.offers import (
     commit_enrollment,
     finish_cancel,
     get_offer,
+    give_back_unstarted_first_payment,
     mark_eventual_workflow,
     revert_enrollment,
     scan_offers,
     set_offer_status,
     start_cancel,
     take_offer,
+    take_unstarted_first_payment,
     unmark_eventual_workflow,
 )
 from enrollment.store.tables import (
@@ -125,6 +127,7 @@ __all__ = [
     "get_action",
     "get_contract",
     "get_offer",
+    "give_back_unstarted_first_payment",
     "item_from_condition_failure",
     "lapse_claim",
     "mark_eventual_workflow",
@@ -141,5 +144,6 @@ __all__ = [
     "storable",
     "take_offer",
     "take_over_claim",
+    "take_unstarted_first_payment",
     "unmark_eventual_workflow",
 ]

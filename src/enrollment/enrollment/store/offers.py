@@ -74,6 +74,30 @@ def mark_eventual_workflow(
         )
 
 
+def take_unstarted_first_payment(tables: Tables, contract_id: str, at: datetime) -> None:
+    """Take the offer's record that its first payment was not started (the immediate workflow's
+    FlagPaymentNotStarted), while the contract is still enrolled: whoever takes it starts the payment.
+    Raises `ConditionNotMetError` when there is none to take or the contract left `enrolled`."""
+    with aws_errors_as_domain_errors():
+        tables.offers.update_item(
+            Key={"OfferId": contract_id},
+            UpdateExpression="REMOVE firstPaymentNotStarted SET firstPaymentRetriedAt = :now",
+            ConditionExpression="#status = :enrolled AND attribute_exists(firstPaymentNotStarted)",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":enrolled": ENROLLED, ":now": isoformat(at)},
+        )
+
+
+def give_back_unstarted_first_payment(tables: Tables, contract_id: str, flagged_at: str) -> None:
+    """Undo `take_unstarted_first_payment` when the start itself failed: the next sweep tries again."""
+    with aws_errors_as_domain_errors():
+        tables.offers.update_item(
+            Key={"OfferId": contract_id},
+            UpdateExpression="SET firstPaymentNotStarted = :flagged",
+            ExpressionAttributeValues={":flagged": flagged_at},
+        )
+
+
 def unmark_eventual_workflow(
     tables: Tables, contract_id: str, execution_name: str, replacing: str | None = None
 ) -> None:
