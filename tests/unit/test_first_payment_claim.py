@@ -109,6 +109,17 @@ def sweep(tables: Tables, scheduler: Any, stepfunctions: Any, at: Any = AFTER_GR
     return reconcile.reconcile(tables, scheduler, stepfunctions, settings, FixedClock(at))
 
 
+class refusing(RecordingStepFunctions):  # noqa: N801 - reads as what it does
+    """Step Functions refusing every start with the error `code`."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__()
+        self.code = code
+
+    def start_execution(self, **kwargs: Any) -> dict[str, Any]:
+        raise ClientError({"Error": {"Code": self.code, "Message": self.code}}, "StartExecution")
+
+
 def payments_started(stepfunctions: RecordingStepFunctions) -> list[dict[str, Any]]:
     return [start for start in stepfunctions.starts if start["stateMachineArn"] == PAYMENTS]
 
@@ -154,12 +165,8 @@ def test_a_start_the_reconciler_cannot_make_fails_its_run_and_is_tried_again(
     claim_first_payment("C-1001", EXECUTION)
     run_state("FlagPaymentNotStarted", "C-1001", EXECUTION)
 
-    class Unavailable(RecordingStepFunctions):
-        def start_execution(self, **kwargs: Any) -> dict[str, Any]:
-            raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "StartExecution")
-
     with pytest.raises(reconcile.ReconcileError, match="ServiceUnavailable"):
-        sweep(enrollment_tables, scheduler, Unavailable())
+        sweep(enrollment_tables, scheduler, refusing("ServiceUnavailable"))
     assert store.get_offer(enrollment_tables, "C-1001")["firstPaymentNotStarted"] == CLAIMED_AT
 
     stepfunctions = RecordingStepFunctions()
@@ -174,11 +181,7 @@ def test_a_first_payment_already_started_counts_as_started(
     claim_first_payment("C-1001", EXECUTION)
     run_state("FlagPaymentNotStarted", "C-1001", EXECUTION)
 
-    class AlreadyStarted(RecordingStepFunctions):
-        def start_execution(self, **kwargs: Any) -> dict[str, Any]:
-            raise ClientError({"Error": {"Code": "ExecutionAlreadyExists", "Message": "exists"}}, "StartExecution")
-
-    assert sweep(enrollment_tables, scheduler, AlreadyStarted())["paymentsStarted"] == ["C-1001"]
+    assert sweep(enrollment_tables, scheduler, refusing("ExecutionAlreadyExists"))["paymentsStarted"] == ["C-1001"]
     assert "firstPaymentNotStarted" not in store.get_offer(enrollment_tables, "C-1001")
 
 
