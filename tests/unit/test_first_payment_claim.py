@@ -80,6 +80,19 @@ def test_a_cancel_after_the_claim_reports_the_first_payment_started(
     assert again["firstPayment"] == result["firstPayment"], "a cancelled contract answers what its cancel answered"
 
 
+def test_a_cancel_after_a_claimed_start_failed_reports_the_first_payment_not_started(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
+) -> None:
+    """The claim was made, the start failed and was flagged: the cancel comes before the reconciler, which
+    then starts nothing for a cancelled contract."""
+    claim_first_payment("C-1001", EXECUTION)
+    run_state("FlagPaymentNotStarted", "C-1001", EXECUTION)
+
+    result = manage.cancel_enrollment(enrollment_tables, scheduler, "enrollment-hooks", "C-1001", FixedClock())
+
+    assert result["firstPayment"] == {"status": "not-started", "claimedAt": CLAIMED_AT}
+
+
 def test_a_cancel_before_any_claim_reports_no_first_payment(
     enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
 ) -> None:

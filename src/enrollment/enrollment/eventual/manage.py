@@ -176,8 +176,12 @@ def cancel_enrollment(
     summary = f"cancelled: {len(cancelled)} pending actions cancelled, {len(completed)} already done or in flight"
     # Read once the offer is `cancelling`: the immediate workflow claims the first payment only while it is
     # `enrolled`, so a claim is either here now or never made.
-    claimed = (store.get_offer(tables, contract_id) or {}).get("firstPaymentClaimedAt")
-    if claimed:
+    current = store.get_offer(tables, contract_id) or {}
+    claimed = current.get("firstPaymentClaimedAt")
+    if claimed and current.get("firstPaymentNotStarted"):  # claimed, its start failed: never started now
+        outcome["firstPayment"] = {"status": "not-started", "claimedAt": claimed}
+        summary += "; the first payment was not started"
+    elif claimed:
         outcome["firstPayment"] = {"status": "started", "claimedAt": claimed}
         summary += "; the first payment was already started"
     if ucp == store.UCP_ABSENT:
