@@ -351,6 +351,13 @@ def enrollment_model(durations: dict[str, float], design: Design = CURRENT) -> M
         "Offers read (commit: when the run's earlier steps were done, consistent): 1 RRU",
         PRICES["dynamodb_read_request_unit_per_million"],
     )
+    # Each performance reads the action's item, then the offer (the action's data and the account, which
+    # hooks do not carry), both consistent: 1 RRU each for items under 4 KB.
+    costs.add(
+        "DynamoDB",
+        f"fulfilment reads, {actions} performances x (action item + offer): {2 * actions} RRU",
+        2 * actions * PRICES["dynamodb_read_request_unit_per_million"],
+    )
 
     record_gb = sizes["stream_record_bytes"] / 1024**3
     kinesis_per_gb = PRICES["kinesis_on_demand_gb_in"] + PRICES["kinesis_on_demand_gb_out"]
