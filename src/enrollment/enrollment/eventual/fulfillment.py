@@ -205,8 +205,9 @@ def fulfil(
     faults.checkpoint("after-claim")
     # The first claim's time (a takeover keeps it): when the action was committed to.
     claimed_at = item.get("claimedAt") or isoformat(now)
-    if state == store.ACTION_RUNNING and (left := _left_enrolled(tables, contract_id, item)):
-        job = _performance(tables, contract_id, item, claimed_at, clock)
+    offer = store.get_offer(tables, contract_id) or {}  # the contract now, and the action's data
+    if state == store.ACTION_RUNNING and (left := _left_enrolled(offer, item)):
+        job = _performance(tables, contract_id, item, offer, claimed_at, clock)
         lookup = PERFORMED.get(name)
         if lookup is None or not lookup(job):
             reason = f"not performed: the contract is {left}; the delivery that claimed it died before performing it"
@@ -215,16 +216,15 @@ def fulfil(
     elif claims >= MAX_ATTEMPTS:
         # No claim completed and the last delivery died holding it (a timeout, out of memory): performed
         # again it would most likely die the same way, while the reconciler re-creates its hook forever.
-        job = _performance(tables, contract_id, item, claimed_at, clock)
+        job = _performance(tables, contract_id, item, offer, claimed_at, clock)
         reason = f"not performed again: {claims} attempts claimed it, none completed (the last crashed after its claim)"
         return _fail_unless_performed(tables, job, token, reason, item.get("lastError"), correlation_id, trigger)
-    return _perform(tables, contract_id, item, claimed_at, correlation_id, trigger, token, clock)
+    return _perform(tables, contract_id, item, offer, claimed_at, correlation_id, trigger, token, clock)
 
 
-def _left_enrolled(tables: Tables, contract_id: str, item: dict[str, Any]) -> str | None:
-    """What the contract is when it is no longer enrolled by the enrollment that created `item`; None
-    while it is."""
-    offer = store.get_offer(tables, contract_id) or {}
+def _left_enrolled(offer: dict[str, Any], item: dict[str, Any]) -> str | None:
+    """What the contract (`offer`, its item) is when it is no longer enrolled by the enrollment that
+    created `item`; None while it is."""
     status = offer.get("status", "unknown")
     if status != store.ENROLLED:
         return status
@@ -234,10 +234,12 @@ def _left_enrolled(tables: Tables, contract_id: str, item: dict[str, Any]) -> st
     return None
 
 
-def _performance(tables: Tables, contract_id: str, item: dict[str, Any], claimed_at: str, clock: Clock) -> Performance:
-    """The claimed action as its handler gets it, its data read from the offer's draft (one read)."""
+def _performance(
+    tables: Tables, contract_id: str, item: dict[str, Any], offer_item: dict[str, Any], claimed_at: str, clock: Clock
+) -> Performance:
+    """The claimed action as its handler gets it, its data from the offer's draft (`offer_item`)."""
     name = item["actionName"]
-    offer = (store.get_offer(tables, contract_id) or {}).get("offer", {})
+    offer = offer_item.get("offer", {})
     drafted = next((a for a in offer.get("contractDraft", {}).get("List", []) if a.get("name") == name), {})
     data = json_ready({key: value for key, value in drafted.items() if key not in ("name", "offset")})
     return Performance(
@@ -255,6 +257,7 @@ def _perform(
     tables: Tables,
     contract_id: str,
     item: dict[str, Any],
+    offer: dict[str, Any],
     claimed_at: str,
     correlation_id: str,
     trigger: str,
@@ -262,7 +265,7 @@ def _perform(
     clock: Clock,
 ) -> FulfillmentAnswer:
     name = item["actionName"]
-    job = _performance(tables, contract_id, item, claimed_at, clock)
+    job = _performance(tables, contract_id, item, offer, claimed_at, clock)
     handler = REGISTRY.get(name)
     if handler is None:
         return _complete(tables, job, token, store.ACTION_FAILED, f"no handler is registered for action {name!r}",

@@ -138,7 +138,7 @@ def cancel_enrollment(
         return {"outcome": "not_found"}
     if offer["status"] == store.ENROLLED:
         try:
-            store.start_cancel(tables, contract_id, clock())
+            offer = store.start_cancel(tables, contract_id, clock())
         except ConditionNotMetError:  # another request moved it meanwhile: decide on what it is now
             return cancel_enrollment(
                 tables, scheduler, schedule_group, contract_id, clock, offset_unit_seconds, owner_id
@@ -174,11 +174,10 @@ def cancel_enrollment(
     faults.checkpoint("cancel-after-ucp")
     outcome: dict[str, Any] = {"cancelledActions": cancelled, "completedActions": completed}
     summary = f"cancelled: {len(cancelled)} pending actions cancelled, {len(completed)} already done or in flight"
-    # Read once the offer is `cancelling`: the immediate workflow claims the first payment only while it is
-    # `enrolled`, so a claim is either here now or never made.
-    current = store.get_offer(tables, contract_id) or {}
-    claimed = current.get("firstPaymentClaimedAt")
-    if claimed and current.get("firstPaymentNotStarted"):  # claimed, its start failed: never started now
+    # `offer` is as it was once `cancelling`: the immediate workflow claims (and flags) the first payment
+    # only while it is `enrolled`, so a claim is either in it or never made.
+    claimed = offer.get("firstPaymentClaimedAt")
+    if claimed and offer.get("firstPaymentNotStarted"):  # claimed, its start failed: never started now
         outcome["firstPayment"] = {"status": "not-started", "claimedAt": claimed}
         summary += "; the first payment was not started"
     elif claimed:

@@ -78,14 +78,13 @@ def take_unstarted_first_payment(tables: Tables, contract_id: str, at: datetime)
     """Take the offer's record that its first payment was not started (the immediate workflow's
     FlagPaymentNotStarted), while the contract is still enrolled: whoever takes it starts the payment.
     Raises `ConditionNotMetError` when there is none to take or the contract left `enrolled`."""
-    with aws_errors_as_domain_errors():
-        tables.offers.update_item(
-            Key={"OfferId": contract_id},
-            UpdateExpression="REMOVE firstPaymentNotStarted SET firstPaymentRetriedAt = :now",
-            ConditionExpression="#status = :enrolled AND attribute_exists(firstPaymentNotStarted)",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":enrolled": ENROLLED, ":now": isoformat(at)},
-        )
+    _update_while_enrolled(
+        tables,
+        contract_id,
+        "REMOVE firstPaymentNotStarted SET firstPaymentRetriedAt = :now",
+        {":now": isoformat(at)},
+        also="attribute_exists(firstPaymentNotStarted)",
+    )
 
 
 def give_back_unstarted_first_payment(tables: Tables, contract_id: str, flagged_at: str) -> None:
@@ -117,16 +116,31 @@ def unmark_eventual_workflow(
         )
 
 
-def start_cancel(tables: Tables, contract_id: str, at: datetime) -> None:
-    """enrolled -> cancelling: from here no action is claimed any more (claims require `enrolled`)."""
+def start_cancel(tables: Tables, contract_id: str, at: datetime) -> dict[str, Any]:
+    """enrolled -> cancelling: from here no action is claimed any more (claims require `enrolled`), nor
+    the first payment. The offer as it is now."""
+    return _update_while_enrolled(
+        tables,
+        contract_id,
+        "SET #status = :cancelling, cancelRequestedAt = :now",
+        {":cancelling": CANCELLING, ":now": isoformat(at)},
+    )
+
+
+def _update_while_enrolled(
+    tables: Tables, contract_id: str, update: str, values: dict[str, Any], also: str | None = None
+) -> dict[str, Any]:
+    """`update` on the offer, only while it is `enrolled` (and `also` holds): the offer after it. Raises
+    `ConditionNotMetError` otherwise."""
     with aws_errors_as_domain_errors():
-        tables.offers.update_item(
+        return tables.offers.update_item(
             Key={"OfferId": contract_id},
-            UpdateExpression="SET #status = :cancelling, cancelRequestedAt = :now",
-            ConditionExpression="#status = :enrolled",
+            UpdateExpression=update,
+            ConditionExpression="#status = :enrolled" + (f" AND {also}" if also else ""),
             ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":cancelling": CANCELLING, ":enrolled": ENROLLED, ":now": isoformat(at)},
-        )
+            ExpressionAttributeValues={":enrolled": ENROLLED, **values},
+            ReturnValues="ALL_NEW",
+        )["Attributes"]
 
 
 def finish_cancel(
