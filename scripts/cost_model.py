@@ -342,6 +342,11 @@ def enrollment_model(durations: dict[str, float], design: Design = CURRENT) -> M
         "Offers update (eventual workflow started)": offer,
         f"actions: {scheduled} x created scheduled + {actions} x fulfilled": (scheduled + actions) * action,
         f"audit appends outside the commit ({audit_what})": audit_outside * audit,
+        # The reconciler's indexes. An index entry under 1 KB is 1 WRU; an update that changes its key
+        # (`state`) deletes one entry and puts another: 2.
+        f"Actions index by state and due time: {actions} actions x (1 created + 2 claimed + 2 fulfilled)": 5 * actions,
+        "Offers index of the offers marked for the reconciler: the commit's mark, its removal": 2,
+        "Offers update (the reconciler unmarks the settled offer)": offer,
     }
     for what, units in writes.items():
         costs.add("DynamoDB", f"{what}: {units} WRU", units * PRICES["dynamodb_write_request_unit_per_million"])
@@ -357,6 +362,15 @@ def enrollment_model(durations: dict[str, float], design: Design = CURRENT) -> M
         "DynamoDB",
         f"fulfilment reads, {actions} performances x (action item + offer): {2 * actions} RRU",
         2 * actions * PRICES["dynamodb_read_request_unit_per_million"],
+    )
+    # The reconciler reads the marked offer once, and each eventual action once or twice as it comes due
+    # (its index entry, at most 1 RRU, and its offer, consistent): an upper bound.
+    reconciler_reads = 1 + 2 * 2 * eventual
+    costs.add(
+        "DynamoDB",
+        f"reconciler reads: the marked offer, {eventual} eventual actions coming due x 2 runs x (entry + offer):"
+        f" {reconciler_reads} RRU",
+        reconciler_reads * PRICES["dynamodb_read_request_unit_per_million"],
     )
 
     record_gb = sizes["stream_record_bytes"] / 1024**3

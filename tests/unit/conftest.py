@@ -136,7 +136,7 @@ def enrolled(enrollment_tables: Any) -> dict[str, Any]:
 
     offer = offers.acquire(enrollment_tables, seed_offer(), EXECUTION, STARTED, clock=FixedClock())["offer"]
     offers.verify_customer(enrollment_tables, offer, EXECUTION)
-    offers.commit_enrollment(enrollment_tables, offer, EXECUTION, {"rulesVersion": "v"})
+    offers.commit_enrollment(enrollment_tables, offer, EXECUTION, {"rulesVersion": "v"}, clock=FixedClock())
     return offer
 
 

@@ -159,6 +159,27 @@ def test_a_first_payment_the_workflow_could_not_start_is_started_once_by_the_rec
     assert any(outcome.startswith("first payment C-1001-payment-1 started") for outcome in outcomes)
 
 
+def test_a_first_payment_flagged_after_the_reconciler_unmarked_the_offer_is_still_started(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
+) -> None:
+    """The reconciler reads only the offers marked for it: the flag marks the offer again."""
+    store.mark_eventual_workflow(enrollment_tables, "C-1001", enrolled["enrollmentDate"], "run", STARTED)
+    enrollment_tables.offers.update_item(
+        Key={"OfferId": "C-1001"},
+        UpdateExpression="SET eventualWorkflow.confirmedAt = :at",
+        ExpressionAttributeValues={":at": "2026-01-31T12:00:01.000Z"},
+    )
+    stepfunctions = RecordingStepFunctions()
+    sweep(enrollment_tables, scheduler, stepfunctions)  # settled: unmarked
+    assert "watch" not in store.get_offer(enrollment_tables, "C-1001")
+
+    claim_first_payment("C-1001", EXECUTION)
+    run_state("FlagPaymentNotStarted", "C-1001", EXECUTION)
+    sweep(enrollment_tables, scheduler, stepfunctions, at=AFTER_GRACE + GRACE)
+
+    assert [start["name"] for start in payments_started(stepfunctions)] == ["C-1001-payment-1"]
+
+
 def test_no_first_payment_is_flagged_or_started_for_a_cancelled_contract(
     enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
 ) -> None:
@@ -191,6 +212,12 @@ def test_a_first_payment_already_started_counts_as_started(
     enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
 ) -> None:
     """The workflow's start reached Step Functions although its answer was lost: the name admits one."""
+    store.mark_eventual_workflow(enrollment_tables, "C-1001", enrolled["enrollmentDate"], "run", STARTED)
+    enrollment_tables.offers.update_item(  # its eventual workflow confirmed: only the payment is left to start
+        Key={"OfferId": "C-1001"},
+        UpdateExpression="SET eventualWorkflow.confirmedAt = :at",
+        ExpressionAttributeValues={":at": "2026-01-31T12:00:01.000Z"},
+    )
     claim_first_payment("C-1001", EXECUTION)
     run_state("FlagPaymentNotStarted", "C-1001", EXECUTION)
 

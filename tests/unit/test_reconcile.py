@@ -9,7 +9,8 @@ from typing import Any
 import boto3
 import pytest
 
-from commonlib.clock import isoformat
+from commonlib.clock import isoformat, parse_isoformat
+from commonlib.errors import ConditionNotMetError
 from enrollment import store
 from enrollment.eventual import fulfillment, hooks, manage, reconcile, stream
 from enrollment.immediate import offers, publisher
@@ -38,6 +39,9 @@ SETTINGS = reconcile.Settings(
     grace=GRACE, offset_unit_seconds=86400, async_state_machine_arn="arn:sm", hook_target=TARGET
 )
 LATER = STARTED + timedelta(minutes=5)
+# action1 (3 days) due within the grace, action100 (1 day) and the same-day action2 overdue; rateChange (16
+# days) not yet due: a run then looks at every action but rateChange.
+DUE = STARTED + timedelta(days=3) - GRACE / 2
 
 
 def hook_names(scheduler: Any) -> list[str]:
@@ -95,12 +99,13 @@ class FlakyScheduler:
 
 
 def revert_offer(tables: Tables) -> None:
-    """The offer as a revert leaves it (`failed`), its actions and hooks untouched."""
+    """The offer as a revert's transaction leaves it (`failed`, marked for the reconciler), its actions and
+    hooks untouched."""
     tables.offers.update_item(
         Key={"OfferId": CONTRACT},
-        UpdateExpression="SET #status = :failed",
+        UpdateExpression="SET #status = :failed, watch = :watching, watchedSince = :at",
         ExpressionAttributeNames={"#status": "status"},
-        ExpressionAttributeValues={":failed": "failed"},
+        ExpressionAttributeValues={":failed": "failed", ":watching": "reconcile", ":at": isoformat(STARTED)},
     )
 
 
@@ -291,13 +296,50 @@ def test_a_scheduled_action_whose_hook_was_lost_gets_it_back(
     scheduler.delete_schedule(GroupName=GROUP, Name=hooks.schedule_name(CONTRACT, "action1"))
     # The same-day action's delivery failed too: it is still pending past its day.
 
-    report = run(enrollment_tables, scheduler)
+    report = run(enrollment_tables, scheduler, at=DUE)
 
     assert sorted(report["hooksRecreated"]) == [f"{CONTRACT}/action1 (scheduled)", f"{CONTRACT}/action2 (pending)"]
     action1 = next(a for a in enrolled["eventualActions"] if a["name"] == "action1")
     assert hook_input(scheduler, CONTRACT, "action1")["action"]["dueAt"] == action1["dueAt"]
     assert hook_input(scheduler, CONTRACT, "action2")["action"]["name"] == "action2"
-    assert run(enrollment_tables, scheduler)["hooksRecreated"] == [], "repairs once"
+    assert run(enrollment_tables, scheduler, at=DUE)["hooksRecreated"] == [], "repairs once"
+
+
+class CountingScheduler:
+    """The moto scheduler, counting the schedules read."""
+
+    def __init__(self, scheduler: Any) -> None:
+        self.scheduler, self.reads = scheduler, 0
+
+    def get_schedule(self, **kwargs: Any) -> Any:
+        self.reads += 1
+        return self.scheduler.get_schedule(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.scheduler, name)
+
+
+def test_a_run_asks_the_scheduler_only_about_actions_due_within_its_grace(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
+) -> None:
+    """A run's work follows the actions due lately, never every action scheduled: a hook lost long before
+    its day is looked for (and re-created) when its action comes within the grace of its due time."""
+    confirm_start(enrollment_tables)
+    schedule_all(enrollment_tables, scheduler, enrolled)
+    scheduler.delete_schedule(GroupName=GROUP, Name=hooks.schedule_name(CONTRACT, "rateChange"))
+    counting = CountingScheduler(scheduler)
+
+    before = run(enrollment_tables, counting, at=DUE)
+    reads_before = counting.reads
+    rate_change_due = parse_isoformat(
+        next(a for a in enrolled["eventualActions"] if a["name"] == "rateChange")["dueAt"]
+    )
+    when_due = run(enrollment_tables, counting, at=rate_change_due - GRACE / 2)
+
+    # action2 (none), action1 and action100 (live) were looked for; rateChange, 13 days from due, was not.
+    assert (before["hooksRecreated"], reads_before) == ([f"{CONTRACT}/action2 (pending)"], 3)
+    assert when_due["hooksRecreated"] == [f"{CONTRACT}/rateChange (scheduled)"]
+    assert hook_input(scheduler, CONTRACT, "rateChange")["action"]["dueAt"] == isoformat(rate_change_due)
 
 
 def test_a_claim_whose_delivery_crashed_gets_a_hook_once_its_lease_lapsed(
@@ -359,6 +401,46 @@ def test_a_reverted_contracts_waiting_actions_are_cancelled_and_its_hooks_delete
     assert {a["state"] for a in enrollment_tables.actions.scan()["Items"]} == {"cancelled"}
 
 
+def test_a_reverted_contract_is_unmarked_once_nothing_of_it_is_left_and_is_read_no_more(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
+) -> None:
+    schedule_all(enrollment_tables, scheduler, enrolled)
+    revert_offer(enrollment_tables)
+
+    run(enrollment_tables, scheduler)
+
+    assert watched(enrollment_tables) == []
+    assert run(enrollment_tables, scheduler, at=LATER + GRACE)["repairs"] == 0
+
+
+def test_no_hook_is_deleted_once_a_later_offer_has_taken_the_reverted_contract(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run read the offer `failed`; before it deletes the hooks, the client's retry took the contract
+    and enrolled it anew (its hooks have the same names). The run reads the offer again and keeps them."""
+    schedule_all(enrollment_tables, scheduler, enrolled)
+    revert_offer(enrollment_tables)
+    real_contract_actions = store.contract_actions
+
+    def then_a_later_offer_enrolls(tables: Tables, contract_id: str) -> dict[str, Any]:
+        items = real_contract_actions(tables, contract_id)
+        tables.offers.update_item(
+            Key={"OfferId": CONTRACT},
+            UpdateExpression="SET #status = :enrolled, executionId = :later",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":enrolled": "enrolled", ":later": "arn:later-run"},
+        )
+        return items
+
+    monkeypatch.setattr(store, "contract_actions", then_a_later_offer_enrolls)
+
+    report = run(enrollment_tables, scheduler)
+
+    assert report["hooksDeleted"] == []
+    assert len(hook_names(scheduler)) == 3
+    assert report["actionsCancelled"] == [], "each cancel was refused: the offer is no longer as read"
+
+
 def test_a_dry_run_reports_and_changes_nothing(
     enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
 ) -> None:
@@ -418,7 +500,7 @@ def test_a_repair_that_fails_does_not_stop_the_others_and_fails_the_run(
     monkeypatch.setattr(hooks, "create_hook", scheduler_throttles_action1)
 
     with pytest.raises(reconcile.ReconcileError, match="action1") as failed:
-        run(enrollment_tables, scheduler)
+        run(enrollment_tables, scheduler, at=DUE)
 
     assert hook_names(scheduler) == sorted(
         hooks.schedule_name(CONTRACT, name) for name in ("action100", "action2", "rateChange")
@@ -442,12 +524,94 @@ def test_a_schedule_in_the_hooks_group_that_is_no_hook_is_reported_left_alone_an
         )
     revert_offer(enrollment_tables)
 
-    report = run(enrollment_tables, scheduler)
+    report = run(enrollment_tables, scheduler, sweep_hooks=True)
 
     assert sorted(report["foreignSchedules"]) == foreign
     assert len(report["hooksDeleted"]) == 3, "the hooks after the foreign schedules are repaired too"
     assert hook_names(scheduler) == foreign, "never deleted"
     assert report["repairs"] == len(report["hooksDeleted"]) + len(report["actionsCancelled"])
+
+
+# ---------------------------------------------------------------- what a run reads
+
+
+def watched(tables: Tables) -> list[str]:
+    """The offers marked for the reconciler, whenever marked."""
+    return [item["OfferId"] for item in store.watched_offers(tables, marked_before=datetime(2100, 1, 1, tzinfo=UTC))]
+
+
+def test_the_commit_a_cancel_and_a_revert_mark_the_offer_for_the_reconciler(
+    enrollment_tables: Tables, enrolled: dict[str, Any]
+) -> None:
+    assert offer_item(enrollment_tables)["watchedSince"] == isoformat(STARTED), "the commit"
+    store.unwatch(enrollment_tables, CONTRACT, "enrolled", isoformat(STARTED))
+    assert watched(enrollment_tables) == []
+
+    store.start_cancel(enrollment_tables, CONTRACT, LATER)
+    assert (watched(enrollment_tables), offer_item(enrollment_tables)["watchedSince"]) == ([CONTRACT], isoformat(LATER))
+
+    # The revert's mark (the same transaction that fails the offer), on a fresh enrollment.
+    store.unwatch(enrollment_tables, CONTRACT, "cancelling", isoformat(LATER))
+    enrollment_tables.offers.update_item(
+        Key={"OfferId": CONTRACT},
+        UpdateExpression="SET #status = :enrolled",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={":enrolled": "enrolled"},
+    )
+    offers.revert_enrollment(enrollment_tables, enrolled, EXECUTION, "publish uncertain", clock=FixedClock(DUE))
+    assert (watched(enrollment_tables), offer_item(enrollment_tables)["watchedSince"]) == ([CONTRACT], isoformat(DUE))
+
+
+def test_a_settled_offer_is_unmarked_and_read_by_no_later_run(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
+) -> None:
+    confirm_start(enrollment_tables)
+    during_grace = run(enrollment_tables, scheduler, at=STARTED + GRACE / 2)
+    assert watched(enrollment_tables) == [CONTRACT], "within its grace, not looked at"
+
+    run(enrollment_tables, scheduler)
+
+    assert during_grace["repairs"] == 0
+    assert watched(enrollment_tables) == []
+    assert "watch" not in offer_item(enrollment_tables)
+
+
+def test_an_offer_stays_marked_while_its_eventual_workflow_is_unconfirmed(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
+) -> None:
+    stepfunctions = RecordingStepFunctions()
+    run(enrollment_tables, scheduler, stepfunctions)  # re-driven: the run has not confirmed yet
+    run(enrollment_tables, scheduler, stepfunctions, at=LATER + timedelta(seconds=1))
+
+    assert len(stepfunctions.starts) == 1
+    assert watched(enrollment_tables) == [CONTRACT]
+
+    confirm(enrollment_tables)
+    run(enrollment_tables, scheduler, stepfunctions, at=LATER + 2 * GRACE)
+    assert (watched(enrollment_tables), len(stepfunctions.starts)) == ([], 1)
+
+
+def test_a_mark_set_after_the_run_read_the_offer_is_kept(enrollment_tables: Tables, enrolled: dict[str, Any]) -> None:
+    """A cancel (or a first payment not started) marks the offer while a run judges it settled: the run's
+    unmark is refused, and the next run looks at the offer again."""
+    read_by_the_run = offer_item(enrollment_tables)
+    store.start_cancel(enrollment_tables, CONTRACT, LATER)
+
+    assert not store.unwatch(enrollment_tables, CONTRACT, "enrolled", read_by_the_run["watchedSince"])
+    assert watched(enrollment_tables) == [CONTRACT]
+
+
+def test_a_waiting_action_is_cancelled_only_while_its_offer_is_as_the_reconciler_read_it(
+    enrollment_tables: Tables, enrolled: dict[str, Any]
+) -> None:
+    """A reverted contract's later offer took it and enrolled meanwhile: the action is the new
+    enrollment's, not a leftover to cancel."""
+    entry = store.audit_entry(CONTRACT, "action:action2", "cancelled: contract failed", "reconcile", LATER)
+
+    with pytest.raises(ConditionNotMetError):
+        store.cancel_waiting_action(enrollment_tables, CONTRACT, "action2", "failed", "not performed", entry, LATER)
+
+    assert action_state(enrollment_tables, "action2") == "pending"
 
 
 # ---------------------------------------------------------------- a crash after any of its writes
@@ -518,10 +682,11 @@ def test_a_reconciler_that_dies_after_any_write_is_finished_by_its_next_run(
     stepfunctions = RecordingStepFunctions()
     crash_after_first_call(monkeypatch, owner, name)
     with pytest.raises(Crash):
-        run(enrollment_tables, scheduler, stepfunctions)
+        run(enrollment_tables, scheduler, stepfunctions, at=DUE)
 
-    # Past the grace of what the dead run left (a re-drive it claimed but never started).
-    later = LATER + GRACE + timedelta(seconds=1)
+    # Past the grace of what the dead run left (a re-drive it claimed but never started), and of action1's
+    # due time (a hook that fired moments ago is not looked for).
+    later = DUE + 2 * GRACE + timedelta(seconds=1)
     run(enrollment_tables, scheduler, stepfunctions, at=later)
 
     states = {a["actionName"]: a["state"] for a in enrollment_tables.actions.scan()["Items"]}
@@ -683,7 +848,7 @@ def test_a_run_that_fails_still_counts_the_actions_it_failed(
     )
 
     with pytest.raises(reconcile.ReconcileError):
-        reconcile_function({"source": "aws.events"}, lambda_context)
+        reconcile_function({"sweepHooks": True}, lambda_context)
 
     assert emitted_metrics(capsys)["ActionFailed"] == 1
 
@@ -714,7 +879,7 @@ def test_the_function_logs_a_warning_naming_each_foreign_schedule(
         Target={"Arn": TARGET.function_arn, "RoleArn": TARGET.role_arn, "Input": "{}"},
     )
 
-    report = reconcile_function({"source": "aws.events"}, lambda_context)
+    report = reconcile_function({"sweepHooks": True}, lambda_context)
 
     assert (report["foreignSchedules"], report["repairs"]) == (["daily-report"], 0)
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]

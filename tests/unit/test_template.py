@@ -131,8 +131,13 @@ FUNCTION_GRANTS = {
     | grants("dynamodb:UpdateItem", "dynamodb:GetItem", on="UcpTable")
     | grants("scheduler:DeleteSchedule", on=HOOK_SCHEDULES)
     | grants("scheduler:DeleteSchedule", on=EMULATOR_SCHEDULES),
-    "ReconcileFunction": grants("dynamodb:Scan", "dynamodb:GetItem", "dynamodb:UpdateItem", on="OffersTable")
-    | grants("dynamodb:Scan", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem", on="ActionsTable")
+    "ReconcileFunction": grants(
+        "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem", on="OffersTable"
+    )
+    | grants("dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem", on="ActionsTable")
+    # What a run reads: the offers marked for it, the open actions by due time (never a scan of either table).
+    | grants("dynamodb:Query", on="${OffersTable.Arn}/index/Watched")
+    | grants("dynamodb:Query", on="${ActionsTable.Arn}/index/ByStateAndDue")
     | grants("dynamodb:Query", "dynamodb:PutItem", on="AuditTable")
     | grants("dynamodb:UpdateItem", "dynamodb:GetItem", on="UcpTable")
     | grants("states:StartExecution", on="EnrollmentAsyncStateMachine")
@@ -521,3 +526,22 @@ def test_the_api_definition_is_included_from_its_own_file_in_full_intrinsic_form
     body = resource("EnrollmentApi")["Properties"]["DefinitionBody"]
     assert body["swagger"] == "2.0"
     assert {"/enrollments", "/enrollments/{contractId}"} == set(body["paths"])
+
+
+def test_the_indexes_the_reconciler_queries_are_the_tables_own_with_what_it_reads_projected() -> None:
+    from enrollment.store import tables
+
+    def index(table: str, name: str) -> dict:
+        [found] = [i for i in resource(table)["Properties"]["GlobalSecondaryIndexes"] if i["IndexName"] == name]
+        return found
+
+    watched = index("OffersTable", tables.WATCHED_INDEX)
+    assert [(k["AttributeName"], k["KeyType"]) for k in watched["KeySchema"]] == [
+        (tables.WATCH, "HASH"), (tables.WATCHED_SINCE, "RANGE")
+    ]  # fmt: skip
+    due = index("ActionsTable", tables.ACTIONS_DUE_INDEX)
+    assert [(k["AttributeName"], k["KeyType"]) for k in due["KeySchema"]] == [("state", "HASH"), ("dueAt", "RANGE")]
+    # What reconcile._check_action reads of an action besides the keys.
+    assert set(due["Projection"]["NonKeyAttributes"]) == {
+        "scheduledAt", "leaseUntil", "enrollmentDate", "offset", "correlationId"
+    }  # fmt: skip

@@ -339,8 +339,8 @@ def _not_claimed(tables: Tables, contract_id: str, name: str, correlation_id: st
     waiting action of a contract that is no longer enrolled is cancelled here, never performed."""
     item = store.get_action(tables, contract_id, name) or {}
     if item.get("state") in store.ACTION_WAITING:
-        offer = store.get_offer(tables, contract_id) or {}
-        status = offer.get("status", "unknown")
+        offer = store.get_offer(tables, contract_id)
+        status = (offer or {}).get("status", "unknown")
         if status != store.ENROLLED:
             now = clock()
             reason = f"not performed: the contract is {status}"
@@ -348,7 +348,7 @@ def _not_claimed(tables: Tables, contract_id: str, name: str, correlation_id: st
                 contract_id, f"action:{name}", f"cancelled: contract {status}", correlation_id, now
             )
             try:
-                store.cancel_waiting_action(tables, contract_id, name, reason, entry, now)
+                store.cancel_waiting_action(tables, contract_id, name, status if offer else None, reason, entry, now)
                 return _answer(name, store.ACTION_CANCELLED, {"failureReason": reason}, duplicate=False)
             except ConditionNotMetError:
                 item = store.get_action(tables, contract_id, name) or {}

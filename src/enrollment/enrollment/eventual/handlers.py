@@ -117,7 +117,8 @@ def schedule_hook(event: dict[str, Any], context: LambdaContext) -> steps.HookSc
 @metrics.log_metrics
 @faults.injectable
 def reconcile(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """On its schedule (an EventBridge event) or on demand (`{"dryRun": true}` only reports)."""
+    """On its schedule (an EventBridge event) or on demand: `{"dryRun": true}` only reports, and
+    `{"sweepHooks": true}` also lists every schedule of the hooks' group."""
     from datetime import timedelta
 
     from enrollment import offsets
@@ -130,6 +131,7 @@ def reconcile(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         async_state_machine_arn=os.environ["ENROLLMENT_ASYNC_STATE_MACHINE_ARN"],
         hook_target=_hook_target(hooks),
         dry_run=bool(isinstance(event, dict) and event.get("dryRun")),
+        sweep_hooks=bool(isinstance(event, dict) and event.get("sweepHooks")),
         payment_state_machine_arn=os.environ.get("PAYMENT_STATE_MACHINE_ARN") or None,
     )
     try:

@@ -198,11 +198,15 @@ def _stored_outcome(offer: dict[str, Any]) -> dict[str, Any]:
     return json_ready(stored)
 
 
-def delete_schedule(scheduler: Any, group: str, name: str) -> None:
+def delete_schedule(scheduler: Any, group: str, name: str) -> bool:
+    """True when it deleted the schedule; False when there was none (not scheduled yet, or already fired
+    and deleted itself)."""
     from botocore.exceptions import ClientError  # loaded by the scheduler client already
 
     try:
         scheduler.delete_schedule(GroupName=group, Name=name)
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
-            raise  # not scheduled yet, or already fired and deleted itself: nothing to delete
+            raise
+        return False
+    return True

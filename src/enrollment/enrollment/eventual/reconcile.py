@@ -2,32 +2,37 @@
 
 It runs on a schedule (the `Reconcile` function's EventBridge rule) and on demand (invoke the function;
 `{"dryRun": true}` only reports). Each repair is idempotent and guarded by the same conditional writes
-as the normal path, so running it twice, or beside the normal path, changes nothing more. What it
-repairs, once a fault has had `grace` to clear by itself:
+as the normal path, so running it twice, or beside the normal path, changes nothing more.
+
+A run reads what happened lately, never every contract: the offers marked for it (`store.watched_offers`:
+the commit, a cancel, a revert and an unstarted first payment mark the offer) and the open actions due
+by the end of its grace (`store.actions_due`). Once a fault has had `grace` to clear by itself, it repairs:
 
 - an enrolled contract whose eventual workflow never confirmed (DataLambda died after its claim, the
   async run failed or timed out): its workflow is re-driven from the offer item, never from the
   execution (AWS does not describe EXPRESS executions);
 - a contract left `cancelling` (its cancel was interrupted and not retried): the cancel is finished;
-- a waiting action without a live hook (its hook was lost, or its delivery failed before its claim)
+- a waiting action due without a live hook (its hook was lost, or its delivery failed before its claim)
   and a `running` action whose lease lapsed (its delivery crashed, or its performance raised, after the
-  claim): a hook is created that fires now, and the delivery claims (or takes over) the action;
-- a waiting action of a contract that is no longer enrolled (reverted): cancelled;
-- a hook of a contract that is not enrolled: deleted, unless its action is still `running` (its
-  delivery settles the claim: it performs nothing new for a contract that left `enrolled`);
+  claim): a hook is created that fires when due, and the delivery claims (or takes over) the action. A
+  hook lost long before its day is found when its action comes within the grace of its due time;
+- a contract reverted or cancelled: its waiting actions are cancelled and their hooks deleted, except
+  the hook of an action still `running` (its delivery settles the claim: it performs nothing new for
+  a contract that left `enrolled`);
 - an enrolled contract whose first payment the immediate workflow could not start (it recorded so on
   the offer): the payment is started, under the name that admits one.
 
-A waiting action whose hook can never be created (its name is another schedule's) is failed with the
-reason (`actionsFailed`: the function counts them in the `ActionFailed` metric, which alarms); any
-other error creating a hook fails the run (its errors alarm) and leaves the action for the next run.
-Every repair is audited on its contract (`reconcile`) and counted in the answer. A schedule in the
-hooks' group whose name is not a hook's is reported (`foreignSchedules`) and left alone.
+An offer found settled (enrolled and confirmed, or with nothing of it left open) is unmarked. A waiting
+action whose hook can never be created (its name is another schedule's) is failed with the reason
+(`actionsFailed`: the function counts them in the `ActionFailed` metric, which alarms); any other error
+creating a hook fails the run (its errors alarm) and leaves the action for the next run. Every repair
+is audited on its contract (`reconcile`) and counted in the answer. On demand, `{"sweepHooks": true}`
+also lists every schedule of the hooks' group: a hook of a contract not enrolled is deleted, and a
+schedule whose name is no hook's is reported (`foreignSchedules`) and left alone.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -47,6 +52,8 @@ class Settings:
     async_state_machine_arn: str
     hook_target: hooks.HookTarget
     dry_run: bool = False
+    # On demand only: list every schedule of the hooks' group (its cost grows with the hooks pending).
+    sweep_hooks: bool = False
     payment_state_machine_arn: str | None = None  # None: PaymentDestination none, no payment to start
 
 
@@ -73,27 +80,25 @@ def reconcile(
     report = Report()
     failures: list[str] = []
 
-    def attempt(what: str, repair: Any, *args: Any) -> None:
+    def attempt(what: str, repair: Any, *args: Any) -> bool:
         """One repair; a failing one is reported and the sweep goes on (the run raises at its end)."""
         try:
             repair(*args)
         except Exception as error:  # re-raised below, after the other repairs
             failures.append(f"{what}: {type(error).__name__}: {error}")
+            return False
+        return True
 
     offers: dict[str, dict[str, Any] | None] = {}
-    for offer in store.scan_offers(tables, (store.ENROLLED, store.CANCELLING)):
-        offers[offer["OfferId"]] = offer
-        if offer["status"] == store.ENROLLED and _unconfirmed(offer, now, settings.grace):
-            attempt(offer["OfferId"], _redrive, tables, stepfunctions, settings, offer, report, clock)
-        elif offer["status"] == store.CANCELLING and _older(offer.get("cancelRequestedAt"), now, settings.grace):
-            attempt(offer["OfferId"], _finish_cancel, tables, scheduler, settings, offer, report, clock)
-        if offer["status"] == store.ENROLLED and _older(offer.get("firstPaymentNotStarted"), now, settings.grace):
-            payment = (tables, stepfunctions, settings, offer, report, clock)
-            attempt(f"{offer['OfferId']} payment", _start_first_payment, *payment)
+    for watched in store.watched_offers(tables, marked_before=now - settings.grace):
+        contract_id = watched["OfferId"]
+        offers[contract_id] = offer = store.get_offer(tables, contract_id)  # the index lags the table
+        if offer is not None and offer.get(store.WATCHED_SINCE):
+            _check_offer(tables, scheduler, stepfunctions, settings, offer, report, clock, attempt)
     # The hook of a `running` action settles its claim whatever its contract is now (a delivery that
     # died holding it before a cancel): kept below, where other hooks of a contract not enrolled go.
     settling: set[str] = set()
-    for action in store.scan_actions(tables, (*store.ACTION_WAITING, store.ACTION_RUNNING)):
+    for action in _open_actions(tables, now + settings.grace):
         contract_id = action["contractId"]
         if contract_id not in offers:
             offers[contract_id] = store.get_offer(tables, contract_id)
@@ -101,6 +106,121 @@ def reconcile(
         if action["state"] == store.ACTION_RUNNING:
             settling.add(hooks.schedule_name(contract_id, action["actionName"]))
         attempt(label, _check_action, tables, scheduler, settings, offers[contract_id], action, report, clock)
+    if settings.sweep_hooks:
+        _sweep_hooks(tables, scheduler, settings, offers, settling, report, attempt)
+    if failures:
+        raise ReconcileError(f"{len(failures)} repairs failed: " + "; ".join(failures)[:2000], report=vars(report))
+    return {"dryRun": settings.dry_run, "repairs": report.repairs(), **vars(report)}
+
+
+def _open_actions(tables: Tables, due_before: datetime) -> Any:
+    """The actions a run judges: every claimed one (a lapsed lease), and the waiting ones due within the
+    grace, or before (overdue). A hook lost long before its day is found when its action comes due, so a
+    run's work follows the actions due lately, never every action scheduled."""
+    yield from store.actions_due(tables, store.ACTION_RUNNING, due_before)
+    for state in store.ACTION_WAITING:
+        yield from store.actions_due(tables, state, due_before)
+
+
+def _check_offer(
+    tables: Tables,
+    scheduler: Any,
+    stepfunctions: Any,
+    settings: Settings,
+    offer: dict[str, Any],
+    report: Report,
+    clock: Clock,
+    attempt: Any,
+) -> None:
+    """One offer marked for the reconciler: repaired as it needs, and unmarked once nothing is left to do."""
+    now, contract_id, status = clock(), offer["OfferId"], offer["status"]
+    settled = True
+    if status == store.ENROLLED:
+        workflow = offer.get("eventualWorkflow") or {}
+        settled = bool(workflow.get("confirmedAt")) and "firstPaymentNotStarted" not in offer
+        if _unconfirmed(offer, now, settings.grace):
+            attempt(contract_id, _redrive, tables, stepfunctions, settings, offer, report, clock)
+        if _older(offer.get("firstPaymentNotStarted"), now, settings.grace):
+            payment = (tables, stepfunctions, settings, offer, report, clock)
+            attempt(f"{contract_id} payment", _start_first_payment, *payment)
+    elif status == store.CANCELLING:
+        settled = False
+        if _older(offer.get("cancelRequestedAt"), now, settings.grace):
+            attempt(contract_id, _finish_cancel, tables, scheduler, settings, offer, report, clock)
+    elif status in (store.FAILED, store.CANCELLED):
+        undone = attempt(contract_id, _undo_leftovers, tables, scheduler, settings, offer, report, clock)
+        # Settled once no action of it is open: a claimed one's delivery settles it first.
+        settled = undone and all(
+            item["state"] in store.ACTION_DONE for item in store.contract_actions(tables, contract_id).values()
+        )
+    # Any other status: a later offer of the contract took it over (its commit marks it anew).
+    if settled and not settings.dry_run:
+        attempt(contract_id, store.unwatch, tables, contract_id, status, offer[store.WATCHED_SINCE])
+
+
+def _undo_leftovers(
+    tables: Tables, scheduler: Any, settings: Settings, offer: dict[str, Any], report: Report, clock: Clock
+) -> None:
+    """A contract reverted or cancelled: its waiting actions are cancelled and their hooks deleted (a late
+    stream record of a reverted enrollment may have scheduled them). A claimed action keeps its hook: its
+    delivery settles the claim without performing anything."""
+    contract_id, status, now = offer["OfferId"], offer["status"], clock()
+    items = store.contract_actions(tables, contract_id)
+    for name, item in sorted(items.items()):
+        if item["state"] in store.ACTION_WAITING:
+            _cancel_waiting(tables, settings, contract_id, offer, name, report, now)
+    if settings.dry_run:
+        return
+    # Read again just before deleting: a hook of a later enrollment of the contract is not a leftover. (A
+    # delete cannot be conditional; one that still meets such a hook only delays its action, which the
+    # next run re-creates once due.)
+    current = store.get_offer(tables, contract_id) or {}
+    if (current.get("status"), current.get("executionId")) != (status, offer.get("executionId")):
+        return
+    names = set(items) | {action["name"] for action in stream.draft_actions(offer, settings.offset_unit_seconds)}
+    for name in sorted(names):
+        if (items.get(name) or {}).get("state") == store.ACTION_RUNNING:
+            continue
+        hook = hooks.schedule_name(contract_id, name)
+        if manage.delete_schedule(scheduler, settings.hook_target.schedule_group, hook):
+            report.hooksDeleted.append(f"{hook} (contract {status})")
+
+
+def _cancel_waiting(
+    tables: Tables,
+    settings: Settings,
+    contract_id: str,
+    offer: dict[str, Any] | None,
+    name: str,
+    report: Report,
+    now: datetime,
+) -> None:
+    """A waiting action of a contract not enrolled (as `offer`, None: no offer, was read): cancelled."""
+    status = (offer or {}).get("status")
+    label = f"{contract_id}/{name} (contract {status or 'unknown'})"
+    if label in report.actionsCancelled:
+        return  # its contract's check (a watched offer) cancelled it already
+    if not settings.dry_run:
+        entry = store.audit_entry(contract_id, f"action:{name}", f"cancelled: contract {status}", "reconcile", now)
+        reason = f"not performed: the contract is {status}"
+        try:
+            store.cancel_waiting_action(tables, contract_id, name, status, reason, entry, now)
+        except ConditionNotMetError:
+            return  # claimed, cancelled, or its contract taken by a later offer, meanwhile
+    report.actionsCancelled.append(label)
+
+
+def _sweep_hooks(
+    tables: Tables,
+    scheduler: Any,
+    settings: Settings,
+    offers: dict[str, dict[str, Any] | None],
+    settling: set[str],
+    report: Report,
+    attempt: Any,
+) -> None:
+    """On demand only (`sweepHooks`): every schedule of the hooks' group, listed. A hook of a contract not
+    enrolled is deleted, unless it settles a claim; a schedule that is no hook is reported."""
     for name in _hook_names(scheduler, settings.hook_target.schedule_group):
         try:
             contract_id = hooks.contract_id_of(name)
@@ -114,9 +234,6 @@ def reconcile(
             report.hooksDeleted.append(f"{name} (contract {status or 'unknown'})")
             if not settings.dry_run:
                 attempt(name, manage.delete_schedule, scheduler, settings.hook_target.schedule_group, name)
-    if failures:
-        raise ReconcileError(f"{len(failures)} repairs failed: " + "; ".join(failures)[:2000], report=vars(report))
-    return {"dryRun": settings.dry_run, "repairs": report.repairs(), **vars(report)}
 
 
 class ReconcileError(DomainError):
@@ -220,12 +337,7 @@ def _check_action(
     if action.get("enrollmentDate") and action["enrollmentDate"] != enrollment:
         return  # an item of an earlier enrollment: no claim can run it (`store.claim_action`)
     if action["state"] in store.ACTION_WAITING and status != store.ENROLLED:
-        report.actionsCancelled.append(f"{label} (contract {status or 'unknown'})")
-        if not settings.dry_run:
-            entry = store.audit_entry(contract_id, f"action:{name}", f"cancelled: contract {status}", "reconcile", now)
-            reason = f"not performed: the contract is {status}"
-            with contextlib.suppress(ConditionNotMetError):  # claimed or cancelled meanwhile
-                store.cancel_waiting_action(tables, contract_id, name, reason, entry, now)
+        _cancel_waiting(tables, settings, contract_id, offer, name, report, now)
         return
     if not _needs_hook(scheduler, settings, action, now):
         return

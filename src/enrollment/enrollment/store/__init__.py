@@ -11,6 +11,7 @@ refused. The audit table is append-only: entries are only ever put with `attribu
 from __future__ import annotations
 
 from enrollment.store.actions import (
+    actions_due,
     cancel_action,
     cancel_waiting_action,
     claim_action,
@@ -19,7 +20,6 @@ from enrollment.store.actions import (
     fail_unscheduled_action,
     get_action,
     lapse_claim,
-    scan_actions,
     take_over_claim,
 )
 from enrollment.store.audit import (
@@ -43,12 +43,13 @@ from enrollment.store.offers import (
     give_back_unstarted_first_payment,
     mark_eventual_workflow,
     revert_enrollment,
-    scan_offers,
     set_offer_status,
     start_cancel,
     take_offer,
     take_unstarted_first_payment,
     unmark_eventual_workflow,
+    unwatch,
+    watched_offers,
 )
 from enrollment.store.tables import (
     ACTION_CANCELLED,
@@ -69,6 +70,7 @@ from enrollment.store.tables import (
     REJECTED,
     REJECTIONS,
     VERIFIED,
+    WATCHED_SINCE,
     Tables,
     environment_tables,
     item_from_condition_failure,
@@ -105,7 +107,9 @@ __all__ = [
     "UCP_ABSENT",
     "UCP_CANCELLED",
     "VERIFIED",
+    "WATCHED_SINCE",
     "Tables",
+    "actions_due",
     "append_audit",
     "audit_entry",
     "audit_put",
@@ -134,8 +138,6 @@ __all__ = [
     "record_effect",
     "rejection_entry",
     "revert_enrollment",
-    "scan_actions",
-    "scan_offers",
     "set_contract_rate",
     "set_offer_status",
     "start_cancel",
@@ -146,4 +148,6 @@ __all__ = [
     "take_over_claim",
     "take_unstarted_first_payment",
     "unmark_eventual_workflow",
+    "unwatch",
+    "watched_offers",
 ]

@@ -17,11 +17,12 @@ from enrollment.store.tables import (
     ACTION_PENDING,
     ACTION_RUNNING,
     ACTION_SCHEDULED,
+    ACTIONS_DUE_INDEX,
     ENROLLED,
     MAX_REASON_CHARS,
     Tables,
     query_all,
-    scan_where_in,
+    query_pages,
 )
 
 
@@ -83,9 +84,16 @@ def contract_actions(tables: Tables, contract_id: str) -> dict[str, dict[str, An
     return {item["actionName"]: item for item in items}
 
 
-def scan_actions(tables: Tables, states: tuple[str, ...]) -> Iterator[dict[str, Any]]:
-    """Every action in one of `states` (the reconciler's sweep)."""
-    yield from scan_where_in(tables.actions, "state", states)
+def actions_due(tables: Tables, state: str, due_before: datetime) -> Iterator[dict[str, Any]]:
+    """The actions in `state` due before `due_before` (from the index by state and due time: eventually
+    consistent, every write the reconciler makes from it is conditional)."""
+    from boto3.dynamodb.conditions import Key  # loaded by the table resource already
+
+    yield from query_pages(
+        tables.actions,
+        IndexName=ACTIONS_DUE_INDEX,
+        KeyConditionExpression=Key("state").eq(state) & Key("dueAt").lt(isoformat(due_before)),
+    )
 
 
 def claim_action(
@@ -242,13 +250,34 @@ def complete_action(
 
 
 def cancel_waiting_action(
-    tables: Tables, contract_id: str, name: str, reason: str, entry: dict[str, Any], at: datetime
+    tables: Tables,
+    contract_id: str,
+    name: str,
+    offer_status: str | None,
+    reason: str,
+    entry: dict[str, Any],
+    at: datetime,
 ) -> None:
-    """A waiting action of a contract that is no longer enrolled: cancelled, never performed."""
+    """A waiting action of a contract that is no longer enrolled: cancelled, never performed. Only while
+    the offer is still as read (`offer_status`, None: no offer): a later offer of the contract that took
+    it and enrolled meanwhile has its own actions, which are not this one's to cancel."""
     ending = _end_waiting_action(contract_id, name, ACTION_CANCELLED, reason, at)
+    offer_as_read: dict[str, Any] = (
+        {"ConditionExpression": "attribute_not_exists(OfferId)"}
+        if offer_status is None
+        else {
+            "ConditionExpression": "#status = :status",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":status": offer_status},
+        }
+    )
     with aws_errors_as_domain_errors():
         tables.client.transact_write_items(
-            TransactItems=[{"Update": {"TableName": tables.actions.name, **ending}}, audit_put(tables, entry)]
+            TransactItems=[
+                {"ConditionCheck": {"TableName": tables.offers.name, "Key": {"OfferId": contract_id}, **offer_as_read}},
+                {"Update": {"TableName": tables.actions.name, **ending}},
+                audit_put(tables, entry),
+            ]
         )
 
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from commonlib.clock import isoformat
-from commonlib.errors import aws_errors_as_domain_errors
+from commonlib.errors import ConditionNotMetError, aws_errors_as_domain_errors
 from enrollment.store.actions import cancel_action_update
 from enrollment.store.audit import audit_put
 from enrollment.store.tables import (
@@ -24,8 +24,12 @@ from enrollment.store.tables import (
     RECEIVED,
     REJECTED,
     VERIFIED,
+    WATCH,
+    WATCHED_INDEX,
+    WATCHED_SINCE,
+    WATCHING,
     Tables,
-    scan_where_in,
+    query_pages,
     storable,
 )
 from enrollment.store.ucp import account_key, contract_key
@@ -36,9 +40,38 @@ def get_offer(tables: Tables, contract_id: str) -> dict[str, Any] | None:
         return tables.offers.get_item(Key={"OfferId": contract_id}, ConsistentRead=True).get("Item")
 
 
-def scan_offers(tables: Tables, statuses: tuple[str, ...]) -> Iterator[dict[str, Any]]:
-    """Every offer in one of `statuses` (the reconciler's sweep)."""
-    yield from scan_where_in(tables.offers, "status", statuses)
+def watched_offers(tables: Tables, marked_before: datetime) -> Iterator[dict[str, Any]]:
+    """The keys of the offers the reconciler watches whose mark is older than `marked_before` (from the
+    sparse index: eventually consistent, so the reconciler reads each offer again before it acts)."""
+    from boto3.dynamodb.conditions import Key  # loaded by the table resource already
+
+    yield from query_pages(
+        tables.offers,
+        IndexName=WATCHED_INDEX,
+        KeyConditionExpression=Key(WATCH).eq(WATCHING) & Key(WATCHED_SINCE).lt(isoformat(marked_before)),
+    )
+
+
+def unwatch(tables: Tables, contract_id: str, status: str, watched_since: str) -> bool:
+    """Remove the reconciler's mark from a settled offer, only if nothing marked it again since it was read
+    (same mark time, same status). False when something did: the next run looks again."""
+    try:
+        with aws_errors_as_domain_errors():
+            tables.offers.update_item(
+                Key={"OfferId": contract_id},
+                UpdateExpression=f"REMOVE {WATCH}, {WATCHED_SINCE}",
+                ConditionExpression=f"{WATCHED_SINCE} = :since AND #status = :status",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":since": watched_since, ":status": status},
+            )
+    except ConditionNotMetError:
+        return False
+    return True
+
+
+def _watch(update: str, values: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """`update` (a SET expression whose values hold `:now`) that also marks the offer for the reconciler."""
+    return f"{update}, {WATCH} = :watching, {WATCHED_SINCE} = :now", {**values, ":watching": WATCHING}
 
 
 def mark_eventual_workflow(
@@ -119,12 +152,10 @@ def unmark_eventual_workflow(
 def start_cancel(tables: Tables, contract_id: str, at: datetime) -> dict[str, Any]:
     """enrolled -> cancelling: from here no action is claimed any more (claims require `enrolled`), nor
     the first payment. The offer as it is now."""
-    return _update_while_enrolled(
-        tables,
-        contract_id,
-        "SET #status = :cancelling, cancelRequestedAt = :now",
-        {":cancelling": CANCELLING, ":now": isoformat(at)},
+    update, values = _watch(
+        "SET #status = :cancelling, cancelRequestedAt = :now", {":cancelling": CANCELLING, ":now": isoformat(at)}
     )
+    return _update_while_enrolled(tables, contract_id, update, values)
 
 
 def _update_while_enrolled(
@@ -259,21 +290,25 @@ def commit_enrollment(
             "correlationId": correlation_id,
         }
     )
+    update, values = _watch(
+        "SET #status = :enrolled, enrolledAt = :now, rulesVersion = :rules",
+        {
+            ":enrolled": ENROLLED,
+            ":verified": VERIFIED,
+            ":now": isoformat(now),
+            ":rules": rules_version,
+            ":execution": execution_id,
+        },
+    )
     items: list[dict[str, Any]] = [
         {
             "Update": {
                 "TableName": tables.offers.name,
                 "Key": {"OfferId": contract_id},
-                "UpdateExpression": "SET #status = :enrolled, enrolledAt = :now, rulesVersion = :rules",
+                "UpdateExpression": update,
                 "ConditionExpression": "executionId = :execution AND #status = :verified",
                 "ExpressionAttributeNames": {"#status": "status"},
-                "ExpressionAttributeValues": {
-                    ":enrolled": ENROLLED,
-                    ":verified": VERIFIED,
-                    ":now": isoformat(now),
-                    ":rules": rules_version,
-                    ":execution": execution_id,
-                },
+                "ExpressionAttributeValues": values,
             }
         },
         # The account must exist; the contract's own item is created, never one the account holds already.
@@ -331,21 +366,26 @@ def revert_enrollment(
     item deleted, the same-day actions (the only ones the commit wrote) cancelled, and the audit
     `entry`. Raises `ConditionNotMetError` when the offer is not enrolled by `execution_id`."""
     contract_id = offer["contractId"]
+    # Marked for the reconciler: what an earlier stream record scheduled for this enrollment is undone.
+    update, values = _watch(
+        "SET #status = :failed, failedAt = :now, failureReason = :reason",
+        {
+            ":failed": FAILED,
+            ":enrolled": ENROLLED,
+            ":now": isoformat(now),
+            ":reason": reason[:1000],
+            ":execution": execution_id,
+        },
+    )
     items: list[dict[str, Any]] = [
         {
             "Update": {
                 "TableName": tables.offers.name,
                 "Key": {"OfferId": contract_id},
-                "UpdateExpression": "SET #status = :failed, failedAt = :now, failureReason = :reason",
+                "UpdateExpression": update,
                 "ConditionExpression": "executionId = :execution AND #status = :enrolled",
                 "ExpressionAttributeNames": {"#status": "status"},
-                "ExpressionAttributeValues": {
-                    ":failed": FAILED,
-                    ":enrolled": ENROLLED,
-                    ":now": isoformat(now),
-                    ":reason": reason[:1000],
-                    ":execution": execution_id,
-                },
+                "ExpressionAttributeValues": values,
             }
         },
         {"Delete": {"TableName": tables.ucp.name, "Key": contract_key(offer["accountId"], contract_id)}},

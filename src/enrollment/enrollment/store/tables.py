@@ -40,6 +40,19 @@ ACTION_WAITING = (ACTION_PENDING, ACTION_SCHEDULED)
 
 ACTION_DONE = (ACTION_FULFILLED, ACTION_FAILED, ACTION_CANCELLED)
 
+# The reconciler's watch: a sparse index of the Offers table (`WATCHED_INDEX`, only offers carrying the mark).
+# Every write after which a failed next step leaves the contract for the reconciler marks its offer (the
+# commit, a cancel, a revert, a first payment not started); the reconciler reads the offers marked before its
+# grace and removes the mark once it finds the offer settled. So a run reads what happened lately, not every
+# contract ever enrolled.
+WATCHED_INDEX = "Watched"
+WATCH, WATCHING = "watch", "reconcile"  # the index's partition key and its one value: the mark itself
+WATCHED_SINCE = "watchedSince"  # its sort key: when the last mark was set
+
+# The actions by state and due time (an index of the Actions table): the reconciler asks for the open
+# actions due by a time, never for every action of every contract.
+ACTIONS_DUE_INDEX = "ByStateAndDue"
+
 # The audit partition of rejected input. Never a contract id: those start with a letter or digit.
 REJECTIONS = "_rejected"
 
@@ -113,20 +126,12 @@ def query_all(table: Any, **query: Any) -> list[dict[str, Any]]:
         query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def scan_where_in(table: Any, attribute: str, values: tuple[str, ...]) -> Iterator[dict[str, Any]]:
-    """Every item whose `attribute` is one of `values`: a paginated, consistent scan. A sweep's cost grows
-    with the table; a sparse index of the open items is the next step when that matters."""
-    placeholders = {f":v{index}": value for index, value in enumerate(values)}
-    scan: dict[str, Any] = {
-        "FilterExpression": f"#attribute IN ({', '.join(placeholders)})",
-        "ExpressionAttributeNames": {"#attribute": attribute},
-        "ExpressionAttributeValues": placeholders,
-        "ConsistentRead": True,
-    }
+def query_pages(table: Any, **query: Any) -> Iterator[dict[str, Any]]:
+    """Every item a query matches, page by page (an index's pages are read as the caller goes)."""
     while True:
         with aws_errors_as_domain_errors():
-            page = table.scan(**scan)
+            page = table.query(**query)
         yield from page["Items"]
         if "LastEvaluatedKey" not in page:
             return
-        scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
