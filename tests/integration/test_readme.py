@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 
 import emulator
 import pytest
@@ -35,6 +36,7 @@ def test_readme_bash_blocks_run_against_a_fresh_emulator(built: None) -> None:
     runnable = [block for block in bash_blocks() if not block.skip_reason]
     try:
         for block in runnable:
+            started = time.monotonic()
             result = subprocess.run(
                 ["bash", "-euo", "pipefail", "-c", block.body],
                 cwd=ROOT,
@@ -44,7 +46,8 @@ def test_readme_bash_blocks_run_against_a_fresh_emulator(built: None) -> None:
                 timeout=BLOCK_DEADLINE_SECONDS,
                 check=False,
             )
-            transcript.append(f"$ [{block.page}]\n{block.body}\n{result.stdout}\n{result.stderr}")
+            seconds = time.monotonic() - started
+            transcript.append(f"$ [{block.page}, {seconds:.1f} s]\n{block.body}\n{result.stdout}\n{result.stderr}")
             assert result.returncode == 0, "\n".join(transcript)
         outputs = {block.body: output for block, output in zip(runnable, transcript, strict=True)}
 
