@@ -180,6 +180,34 @@ def test_a_first_payment_flagged_after_the_reconciler_unmarked_the_offer_is_stil
     assert [start["name"] for start in payments_started(stepfunctions)] == ["C-1001-payment-1"]
 
 
+def test_a_start_that_fails_while_another_run_finds_the_offer_settled_is_tried_again(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
+) -> None:
+    """Two runs overlap (a run by hand beside the scheduled one): while the first holds the record and
+    its start fails, the second finds no record and unmarks the offer. Giving the record back marks it
+    again, so a later run still starts the payment."""
+    store.mark_eventual_workflow(enrollment_tables, "C-1001", enrolled["enrollmentDate"], "run", STARTED)
+    enrollment_tables.offers.update_item(
+        Key={"OfferId": "C-1001"},
+        UpdateExpression="SET eventualWorkflow.confirmedAt = :at",
+        ExpressionAttributeValues={":at": "2026-01-31T12:00:01.000Z"},
+    )
+    claim_first_payment("C-1001", EXECUTION)
+    run_state("FlagPaymentNotStarted", "C-1001", EXECUTION)
+
+    class OverlappedThenRefused(RecordingStepFunctions):
+        def start_execution(self, **kwargs: Any) -> dict[str, Any]:
+            sweep(enrollment_tables, scheduler, RecordingStepFunctions())  # the other run, meanwhile
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow"}}, "StartExecution")
+
+    with pytest.raises(reconcile.ReconcileError, match="ThrottlingException"):
+        sweep(enrollment_tables, scheduler, OverlappedThenRefused())
+    stepfunctions = RecordingStepFunctions()
+    sweep(enrollment_tables, scheduler, stepfunctions, at=AFTER_GRACE + 2 * GRACE)
+
+    assert [start["name"] for start in payments_started(stepfunctions)] == ["C-1001-payment-1"]
+
+
 def test_no_first_payment_is_flagged_or_started_for_a_cancelled_contract(
     enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
 ) -> None:
@@ -203,8 +231,12 @@ def test_a_start_the_reconciler_cannot_make_fails_its_run_and_is_tried_again(
         sweep(enrollment_tables, scheduler, refusing("ServiceUnavailable"))
     assert store.get_offer(enrollment_tables, "C-1001")["firstPaymentNotStarted"] == CLAIMED_AT
 
+    # Given back, the record marks the offer anew: the run after the next grace tries again.
     stepfunctions = RecordingStepFunctions()
-    assert sweep(enrollment_tables, scheduler, stepfunctions)["paymentsStarted"] == ["C-1001"]
+    assert sweep(enrollment_tables, scheduler, stepfunctions)["paymentsStarted"] == []
+    assert sweep(enrollment_tables, scheduler, stepfunctions, at=AFTER_GRACE + GRACE + timedelta(seconds=1))[
+        "paymentsStarted"
+    ] == ["C-1001"]
     assert len(payments_started(stepfunctions)) == 1
 
 

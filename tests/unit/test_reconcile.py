@@ -268,6 +268,32 @@ def test_a_claimed_start_that_never_confirmed_is_redriven_once(
     assert offer_item(enrollment_tables)["eventualWorkflow"]["executionName"].startswith(f"{CONTRACT}-redrive-")
 
 
+def test_a_run_that_confirms_while_the_reconciler_re_drives_it_is_not_undone(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run the reconciler read as unconfirmed confirms before the re-drive replaces its mark, and
+    another run of the reconciler (one by hand beside the scheduled one) finds the offer settled and
+    unmarks it. The re-drive is refused: replacing the confirmed mark would leave an unconfirmed offer
+    that no run looks at any more."""
+    store.mark_eventual_workflow(enrollment_tables, CONTRACT, isoformat(STARTED), "slow", STARTED)
+    real_mark = store.mark_eventual_workflow
+
+    def confirmed_and_swept_meanwhile(*args: Any, **kwargs: Any) -> None:
+        monkeypatch.setattr(store, "mark_eventual_workflow", real_mark)
+        confirm(enrollment_tables)
+        run(enrollment_tables, scheduler)  # the other run: settled, unmarked
+        real_mark(*args, **kwargs)
+
+    monkeypatch.setattr(store, "mark_eventual_workflow", confirmed_and_swept_meanwhile)
+    stepfunctions = RecordingStepFunctions()
+
+    report = run(enrollment_tables, scheduler, stepfunctions)
+
+    assert (report["redriven"], stepfunctions.starts) == ([], [])
+    assert offer_item(enrollment_tables)["eventualWorkflow"]["confirmedAt"] == isoformat(STARTED)
+    assert watched(enrollment_tables) == []
+
+
 def test_a_confirmed_workflow_and_its_live_hooks_are_left_alone(
     enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
 ) -> None:
@@ -476,9 +502,17 @@ def test_the_reconciler_never_runs_an_item_of_an_earlier_enrollment(
     )
     enrollment_tables.actions.delete_item(Key={"contractId": CONTRACT, "actionName": "action2"})
 
-    report = run(enrollment_tables, scheduler)
+    report = run(enrollment_tables, scheduler, at=DUE)
 
     assert report["hooksRecreated"] == []
+    # Waiting, due and without a hook, it can never be claimed: it is cancelled, never left waiting.
+    assert report["actionsCancelled"] == [f"{CONTRACT}/action100 (an earlier enrollment)"]
+    item = enrollment_tables.actions.get_item(Key={"contractId": CONTRACT, "actionName": "action100"})["Item"]
+    assert (item["state"], item["failureReason"]) == (
+        "cancelled",
+        "not performed: an earlier enrollment of the contract",
+    )
+    assert run(enrollment_tables, scheduler, at=DUE)["repairs"] == 0
 
 
 def test_a_repair_that_fails_does_not_stop_the_others_and_fails_the_run(

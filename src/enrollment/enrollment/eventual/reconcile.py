@@ -94,7 +94,8 @@ def reconcile(
         contract_id = watched["OfferId"]
         offers[contract_id] = offer = store.get_offer(tables, contract_id)  # the index lags the table
         if offer is not None and offer.get(store.WATCHED_SINCE):
-            _check_offer(tables, scheduler, stepfunctions, settings, offer, report, clock, attempt)
+            check = (tables, scheduler, stepfunctions, settings, offer, report, clock, attempt)
+            attempt(contract_id, _check_offer, *check)  # its repairs are attempts of their own
     # The hook of a `running` action settles its claim whatever its contract is now (a delivery that
     # died holding it before a cancel): kept below, where other hooks of a contract not enrolled go.
     settling: set[str] = set()
@@ -137,7 +138,9 @@ def _check_offer(
     settled = True
     if status == store.ENROLLED:
         workflow = offer.get("eventualWorkflow") or {}
-        settled = bool(workflow.get("confirmedAt")) and "firstPaymentNotStarted" not in offer
+        # A first payment not started is the reconciler's to start, unless payments are only recorded.
+        payment_left = "firstPaymentNotStarted" in offer and settings.payment_state_machine_arn is not None
+        settled = bool(workflow.get("confirmedAt")) and not payment_left
         if _unconfirmed(offer, now, settings.grace):
             attempt(contract_id, _redrive, tables, stepfunctions, settings, offer, report, clock)
         if _older(offer.get("firstPaymentNotStarted"), now, settings.grace):
@@ -257,8 +260,9 @@ def _redrive(
 ) -> None:
     contract_id = offer["OfferId"]
     previous = (offer.get("eventualWorkflow") or {}).get("executionName")
-    report.redriven.append(f"{contract_id} (after {previous or 'no start'})")
+    redriven = f"{contract_id} (after {previous or 'no start'})"
     if settings.dry_run:
+        report.redriven.append(redriven)
         return
     record = stream.record_from_offer(offer, settings.offset_unit_seconds, clock())
     if previous is None:
@@ -267,6 +271,9 @@ def _redrive(
         started = stream.start_eventual_workflow(
             tables, stepfunctions, settings.async_state_machine_arn, record, clock, replacing=previous
         )
+    if not started["started"]:
+        return  # started, confirmed or re-driven by another run meanwhile
+    report.redriven.append(redriven)
     _audit(tables, offer, f"eventual workflow re-driven: {started}", clock)
 
 
@@ -298,7 +305,7 @@ def _start_first_payment(
             )
     except DomainError as error:
         if error.details.get("code") != "ExecutionAlreadyExists":  # else: it was started after all
-            store.give_back_unstarted_first_payment(tables, contract_id, offer["firstPaymentNotStarted"])
+            store.give_back_unstarted_first_payment(tables, contract_id, offer["firstPaymentNotStarted"], clock())
             raise
     report.paymentsStarted.append(contract_id)
     _audit(tables, offer, f"first payment {name} started (the enrollment's run could not start it)", clock)
@@ -335,7 +342,20 @@ def _check_action(
         return  # its cancel handles it (finished above once it is older than the grace)
     enrollment = (offer or {}).get("offer", {}).get("enrollmentDate")
     if action.get("enrollmentDate") and action["enrollmentDate"] != enrollment:
-        return  # an item of an earlier enrollment: no claim can run it (`store.claim_action`)
+        # An item of an earlier enrollment: no claim can run it (`store.claim_action`). A waiting one is
+        # cancelled (a later offer took the contract before the revert's leftovers were undone); a
+        # running one's delivery settles it.
+        if action["state"] in store.ACTION_WAITING and not settings.dry_run:
+            reason = "not performed: an earlier enrollment of the contract"
+            entry = store.audit_entry(contract_id, f"action:{name}", f"cancelled: {reason}", "reconcile", now)
+            try:
+                store.cancel_earlier_enrollments_action(
+                    tables, contract_id, name, action["enrollmentDate"], reason, entry, now
+                )
+            except ConditionNotMetError:
+                return
+            report.actionsCancelled.append(f"{label} (an earlier enrollment)")
+        return
     if action["state"] in store.ACTION_WAITING and status != store.ENROLLED:
         _cancel_waiting(tables, settings, contract_id, offer, name, report, now)
         return

@@ -13,6 +13,7 @@ from __future__ import annotations
 from enrollment.store.actions import (
     actions_due,
     cancel_action,
+    cancel_earlier_enrollments_action,
     cancel_waiting_action,
     claim_action,
     complete_action,
@@ -49,6 +50,7 @@ from enrollment.store.offers import (
     take_unstarted_first_payment,
     unmark_eventual_workflow,
     unwatch,
+    watch_offer,
     watched_offers,
 )
 from enrollment.store.tables import (
@@ -115,6 +117,7 @@ __all__ = [
     "audit_put",
     "audit_trail",
     "cancel_action",
+    "cancel_earlier_enrollments_action",
     "cancel_ucp_contract",
     "cancel_waiting_action",
     "claim_action",
@@ -149,5 +152,6 @@ __all__ = [
     "take_unstarted_first_payment",
     "unmark_eventual_workflow",
     "unwatch",
+    "watch_offer",
     "watched_offers",
 ]

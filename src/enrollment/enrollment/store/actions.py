@@ -281,6 +281,20 @@ def cancel_waiting_action(
         )
 
 
+def cancel_earlier_enrollments_action(
+    tables: Tables, contract_id: str, name: str, enrollment_date: str, reason: str, entry: dict[str, Any], at: datetime
+) -> None:
+    """A waiting action of an earlier enrollment of the contract (`enrollment_date`, not the offer's now):
+    no claim can run it any more, so it is cancelled, only while it is still that enrollment's and waiting."""
+    ending = _end_waiting_action(contract_id, name, ACTION_CANCELLED, reason, at)
+    ending["ConditionExpression"] += " AND enrollmentDate = :earlier"
+    ending["ExpressionAttributeValues"][":earlier"] = enrollment_date
+    with aws_errors_as_domain_errors():
+        tables.client.transact_write_items(
+            TransactItems=[{"Update": {"TableName": tables.actions.name, **ending}}, audit_put(tables, entry)]
+        )
+
+
 def fail_unscheduled_action(tables: Tables, contract_id: str, name: str, reason: str, at: datetime) -> None:
     """A waiting action whose hook cannot be (re)created: failed with the reason, never silent."""
     with aws_errors_as_domain_errors():

@@ -69,6 +69,22 @@ def unwatch(tables: Tables, contract_id: str, status: str, watched_since: str) -
     return True
 
 
+def watch_offer(tables: Tables, contract_id: str, at: datetime) -> bool:
+    """Mark an offer for the reconciler, unless it is marked already (a stack deployed before the marks
+    existed: `scripts/mark_offers_for_reconciler.py`). False when it was."""
+    try:
+        with aws_errors_as_domain_errors():
+            tables.offers.update_item(
+                Key={"OfferId": contract_id},
+                UpdateExpression=f"SET {WATCH} = :watching, {WATCHED_SINCE} = :now",
+                ConditionExpression=f"attribute_exists(OfferId) AND attribute_not_exists({WATCH})",
+                ExpressionAttributeValues={":watching": WATCHING, ":now": isoformat(at)},
+            )
+    except ConditionNotMetError:
+        return False
+    return True
+
+
 def _watch(update: str, values: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """`update` (a SET expression whose values hold `:now`) that also marks the offer for the reconciler."""
     return f"{update}, {WATCH} = :watching, {WATCHED_SINCE} = :now", {**values, ":watching": WATCHING}
@@ -84,10 +100,14 @@ def mark_eventual_workflow(
 ) -> None:
     """Record that `execution_name` schedules the hooks of the offer's enrollment of `enrollment_date`.
     The first start requires no mark; a re-drive replaces the mark of the run it supersedes
-    (`replacing`). Both require the offer enrolled by that enrollment: a record of an earlier one, since
-    reverted, must not take the place of the current enrollment's run."""
+    (`replacing`), only while that run has not confirmed: a run that confirmed meanwhile is not undone
+    (the reconciler, which may find such an offer settled and unmark it, then never sees it again). Both
+    require the offer enrolled by that enrollment: a record of an earlier one, since reverted, must not
+    take the place of the current enrollment's run."""
     condition = "#status = :enrolled AND #offer.enrollmentDate = :enrollment AND " + (
-        "attribute_not_exists(eventualWorkflow)" if replacing is None else "eventualWorkflow.executionName = :old"
+        "attribute_not_exists(eventualWorkflow)"
+        if replacing is None
+        else "eventualWorkflow.executionName = :old AND attribute_not_exists(eventualWorkflow.confirmedAt)"
     )
     values = {
         ":enrolled": ENROLLED,
@@ -120,13 +140,13 @@ def take_unstarted_first_payment(tables: Tables, contract_id: str, at: datetime)
     )
 
 
-def give_back_unstarted_first_payment(tables: Tables, contract_id: str, flagged_at: str) -> None:
-    """Undo `take_unstarted_first_payment` when the start itself failed: the next sweep tries again."""
+def give_back_unstarted_first_payment(tables: Tables, contract_id: str, flagged_at: str, at: datetime) -> None:
+    """Undo `take_unstarted_first_payment` when the start itself failed: the next sweep tries again. The
+    offer is marked again: a run that overlapped this one may have found it settled (no record) meanwhile."""
+    update, values = _watch("SET firstPaymentNotStarted = :flagged", {":flagged": flagged_at, ":now": isoformat(at)})
     with aws_errors_as_domain_errors():
         tables.offers.update_item(
-            Key={"OfferId": contract_id},
-            UpdateExpression="SET firstPaymentNotStarted = :flagged",
-            ExpressionAttributeValues={":flagged": flagged_at},
+            Key={"OfferId": contract_id}, UpdateExpression=update, ExpressionAttributeValues=values
         )
 
 
