@@ -18,6 +18,7 @@ from enrollment.store import Tables
 from enrollment.store.ucp import contract_key
 from tests.support.invariants import ucp_contracts
 from tests.unit.enrollment_fixtures import (
+    EVENTS,
     EXECUTION,
     LEASE,
     STARTED,
@@ -913,7 +914,9 @@ def test_the_function_logs_a_warning_naming_each_foreign_schedule(
         Target={"Arn": TARGET.function_arn, "RoleArn": TARGET.role_arn, "Input": "{}"},
     )
 
-    report = reconcile_function({"sweepHooks": True}, lambda_context)
+    sweep_hooks = json.loads((EVENTS / "reconcile-sweep-hooks.json").read_text())  # the sample event
+
+    report = reconcile_function(sweep_hooks, lambda_context)
 
     assert (report["foreignSchedules"], report["repairs"]) == (["daily-report"], 0)
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]

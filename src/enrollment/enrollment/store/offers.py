@@ -55,31 +55,33 @@ def watched_offers(tables: Tables, marked_before: datetime) -> Iterator[dict[str
 def unwatch(tables: Tables, contract_id: str, status: str, watched_since: str) -> bool:
     """Remove the reconciler's mark from a settled offer, only if nothing marked it again since it was read
     (same mark time, same status). False when something did: the next run looks again."""
-    try:
-        with aws_errors_as_domain_errors():
-            tables.offers.update_item(
-                Key={"OfferId": contract_id},
-                UpdateExpression=f"REMOVE {WATCH}, {WATCHED_SINCE}",
-                ConditionExpression=f"{WATCHED_SINCE} = :since AND #status = :status",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":since": watched_since, ":status": status},
-            )
-    except ConditionNotMetError:
-        return False
-    return True
+    return _updated_if(
+        tables,
+        contract_id,
+        UpdateExpression=f"REMOVE {WATCH}, {WATCHED_SINCE}",
+        ConditionExpression=f"{WATCHED_SINCE} = :since AND #status = :status",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={":since": watched_since, ":status": status},
+    )
 
 
 def watch_offer(tables: Tables, contract_id: str, at: datetime) -> bool:
     """Mark an offer for the reconciler, unless it is marked already (a stack deployed before the marks
     existed: `scripts/mark_offers_for_reconciler.py`). False when it was."""
+    return _updated_if(
+        tables,
+        contract_id,
+        UpdateExpression=f"SET {WATCH} = :watching, {WATCHED_SINCE} = :now",
+        ConditionExpression=f"attribute_exists(OfferId) AND attribute_not_exists({WATCH})",
+        ExpressionAttributeValues={":watching": WATCHING, ":now": isoformat(at)},
+    )
+
+
+def _updated_if(tables: Tables, contract_id: str, **update: Any) -> bool:
+    """A conditional update of the offer: False when its condition does not hold."""
     try:
         with aws_errors_as_domain_errors():
-            tables.offers.update_item(
-                Key={"OfferId": contract_id},
-                UpdateExpression=f"SET {WATCH} = :watching, {WATCHED_SINCE} = :now",
-                ConditionExpression=f"attribute_exists(OfferId) AND attribute_not_exists({WATCH})",
-                ExpressionAttributeValues={":watching": WATCHING, ":now": isoformat(at)},
-            )
+            tables.offers.update_item(Key={"OfferId": contract_id}, **update)
     except ConditionNotMetError:
         return False
     return True
