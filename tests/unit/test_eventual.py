@@ -119,6 +119,34 @@ def test_failed_start_releases_the_claim(enrollment_tables: Tables, enrolled: di
     assert retry["started"] is True
 
 
+def test_a_start_whose_answer_was_lost_after_its_run_confirmed_keeps_the_confirmation(
+    enrollment_tables: Tables, enrolled: dict[str, Any]
+) -> None:
+    """The run started and confirmed, but the start's answer never came back (a timeout): the release
+    must not take the confirmed mark away. The reconciler may have found the offer settled and unmarked
+    it meanwhile, and would never look at it again."""
+    record = record_for(enrolled)
+
+    class StartedButAnswerLost:
+        def start_execution(self, **kwargs: Any) -> dict[str, Any]:
+            enrollment_tables.offers.update_item(  # what the run's ConfirmEventualWorkflow writes
+                Key={"OfferId": record.contractId},
+                UpdateExpression="SET eventualWorkflow.confirmedAt = :at",
+                ExpressionAttributeValues={":at": "2026-01-31T12:00:05.000Z"},
+            )
+            raise TimeoutError("read timeout on StartExecution")
+
+    with pytest.raises(TimeoutError):
+        stream.start_eventual_workflow(enrollment_tables, StartedButAnswerLost(), "arn:sm", record)
+
+    mark = store.get_offer(enrollment_tables, record.contractId)["eventualWorkflow"]
+    assert mark["confirmedAt"] == "2026-01-31T12:00:05.000Z"
+    assert stream.start_eventual_workflow(enrollment_tables, RecordingStepFunctions(), "arn:sm", record) == {
+        "started": False,
+        "reason": stream.ALREADY_STARTED,
+    }
+
+
 def _eventual_workflow_entries(tables: Tables, contract_id: str) -> list[dict[str, Any]]:
     return [e for e in store.audit_trail(tables, contract_id) if e["step"] == "eventual-workflow"]
 

@@ -211,8 +211,10 @@ def claim_start(
 
 def release_claim(tables: Tables, contract_id: str, execution_name: str, replacing: str | None = None) -> None:
     """Undo `claim_start` when the start itself failed, so the redelivered record can try again (a
-    failed re-drive leaves the mark it replaced: the reconciler tries again)."""
-    store.unmark_eventual_workflow(tables, contract_id, execution_name, replacing)
+    failed re-drive leaves the mark it replaced: the reconciler tries again). Nothing to undo when the
+    run confirmed meanwhile (the start's answer was lost, not the start) or another start took the mark."""
+    with contextlib.suppress(ConditionNotMetError):
+        store.unmark_eventual_workflow(tables, contract_id, execution_name, replacing)
 
 
 def execution_name(record: StreamRecord) -> str:

@@ -156,7 +156,10 @@ def unmark_eventual_workflow(
     tables: Tables, contract_id: str, execution_name: str, replacing: str | None = None
 ) -> None:
     """Take back `mark_eventual_workflow` (the start it announced failed): the mark goes, or goes back
-    to the run it replaced."""
+    to the run it replaced. Only while the run has not confirmed: a start whose answer was lost may have
+    started a run that confirmed meanwhile, and the reconciler may have unmarked that settled offer
+    (it would never see the offer again). Raises `ConditionNotMetError` when it did, or when another
+    start holds the mark."""
     values: dict[str, Any] = {":name": execution_name}
     if replacing is None:
         update = "REMOVE eventualWorkflow"
@@ -166,7 +169,9 @@ def unmark_eventual_workflow(
         tables.offers.update_item(
             Key={"OfferId": contract_id},
             UpdateExpression=update,
-            ConditionExpression="eventualWorkflow.executionName = :name",
+            ConditionExpression=(
+                "eventualWorkflow.executionName = :name AND attribute_not_exists(eventualWorkflow.confirmedAt)"
+            ),
             ExpressionAttributeValues=values,
         )
 
