@@ -150,6 +150,11 @@ class EnrollmentRequest(BaseModel):
     correlationId: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None  # noqa: N815
 
 
+def drafted_data(entry: dict[str, Any]) -> dict[str, Any]:
+    """An action's free-form data: its draft entry (as the offer item stores it) but its name and offset."""
+    return {key: value for key, value in entry.items() if key not in ("name", "offset")}
+
+
 def split_actions(
     request: EnrollmentRequest, enrollment_date: datetime, offset_unit_seconds: int = SECONDS_PER_DAY
 ) -> tuple[list[PlannedAction], list[PlannedAction]]:

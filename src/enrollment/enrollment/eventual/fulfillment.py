@@ -241,7 +241,7 @@ def _performance(
     name = item["actionName"]
     offer = offer_item.get("offer", {})
     drafted = next((a for a in offer.get("contractDraft", {}).get("List", []) if a.get("name") == name), {})
-    data = json_ready({key: value for key, value in drafted.items() if key not in ("name", "offset")})
+    data = json_ready(model.drafted_data(drafted))
     return Performance(
         tables=tables,
         contract_id=contract_id,

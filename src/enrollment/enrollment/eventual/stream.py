@@ -159,7 +159,7 @@ def draft_actions(offer_item: dict[str, Any], offset_unit_seconds: int) -> list[
             "name": action["name"],
             "offset": int(action["offset"]),
             "dueAt": isoformat(offsets.due_at(enrollment_date, int(action["offset"]), offset_unit_seconds)),
-            "data": {key: value for key, value in action.items() if key not in ("name", "offset")},
+            "data": model.drafted_data(action),
         }
         for action in details["contractDraft"]["List"]
     ]

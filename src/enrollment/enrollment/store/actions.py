@@ -271,14 +271,8 @@ def cancel_waiting_action(
             "ExpressionAttributeValues": {":status": offer_status},
         }
     )
-    with aws_errors_as_domain_errors():
-        tables.client.transact_write_items(
-            TransactItems=[
-                {"ConditionCheck": {"TableName": tables.offers.name, "Key": {"OfferId": contract_id}, **offer_as_read}},
-                {"Update": {"TableName": tables.actions.name, **ending}},
-                audit_put(tables, entry),
-            ]
-        )
+    offer = {"TableName": tables.offers.name, "Key": {"OfferId": contract_id}, **offer_as_read}
+    _end_and_audit(tables, ending, entry, {"ConditionCheck": offer})
 
 
 def cancel_earlier_enrollments_action(
@@ -289,9 +283,14 @@ def cancel_earlier_enrollments_action(
     ending = _end_waiting_action(contract_id, name, ACTION_CANCELLED, reason, at)
     ending["ConditionExpression"] += " AND enrollmentDate = :earlier"
     ending["ExpressionAttributeValues"][":earlier"] = enrollment_date
+    _end_and_audit(tables, ending, entry)
+
+
+def _end_and_audit(tables: Tables, ending: dict[str, Any], entry: dict[str, Any], *checks: dict[str, Any]) -> None:
+    """One transaction: the `checks`, the action's `ending` (`_end_waiting_action`) and its audit entry."""
     with aws_errors_as_domain_errors():
         tables.client.transact_write_items(
-            TransactItems=[{"Update": {"TableName": tables.actions.name, **ending}}, audit_put(tables, entry)]
+            TransactItems=[*checks, {"Update": {"TableName": tables.actions.name, **ending}}, audit_put(tables, entry)]
         )
 
 
