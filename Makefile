@@ -24,11 +24,13 @@ EMULATOR_PORT := $(or $(shell grep -xE '[0-9]{1,5}' .emulator/current-port 2>/de
 endif
 STACK_NAME ?= mock-payment-workflow-stack
 # Test workers (pytest-xdist). The integration tests mostly wait (on hooks due in compressed days, on a
-# lapsed lease, on the reconciler's grace), so six workers, each with an emulator and a stack of its own,
-# overlap those waits on two cores; an idle worker takes tests from a busy one (worksteal). The two `load`
-# tests run while no other test does (the machine lock, tests/conftest.py). PARALLEL= runs everything in
-# one process.
-PARALLEL ?= -n 6 --dist worksteal
+# lapsed lease, on the reconciler's grace), so four workers, each with an emulator and a stack of its own,
+# overlap those waits on two cores; an idle worker takes tests from a busy one (worksteal). More workers
+# would overlap more waits, but each deploys and warms its own stack, and past four that work fills the
+# cores: on a 2-core machine six workers took 389-460 s, four 327-336 s. The two `load` tests run while
+# no other test does, the `long` ones are spread through the run (tests/support/machine.py). PARALLEL=
+# runs everything in one process.
+PARALLEL ?= -n 4 --dist worksteal
 
 # Everything that talks to the emulator: dummy credentials, one region, the endpoint override.
 LOCAL_ENV := AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 \

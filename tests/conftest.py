@@ -6,13 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.machine import machine_share
+from tests.support.machine import is_load, machine_share, order_for_workers
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The `load` tests first: under pytest-xdist every other test waits until they have run, so the
-    worker handed them starts at once."""
-    items.sort(key=lambda item: not is_load(item))
+    """The run's order for the workers (tests/support/machine.py, `order_for_workers`)."""
+    items[:] = order_for_workers(items)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -24,10 +23,6 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 
 LOAD_TESTS = pytest.StashKey[int]()
-
-
-def is_load(item: pytest.Item) -> bool:
-    return item.get_closest_marker("load") is not None
 
 
 @pytest.hookimpl(trylast=True)

@@ -63,6 +63,7 @@ def assert_performed_once(local_stack: LocalStack, contract_id: str, actions: li
         assert effect["calls"] == 1, effect
 
 
+@pytest.mark.long
 def test_all_actions_fire_in_offset_order_exactly_once(local_stack: LocalStack, enrollment_api: EnrollmentApi) -> None:
     enroll(enrollment_api, "EV-ORDER-1")
 

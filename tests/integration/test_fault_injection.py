@@ -310,6 +310,7 @@ def test_a_compensation_that_dies_after_its_revert_is_finished_by_its_retry(
     assert_enrolled_once(local_stack, contract_id, reverted_before=1)
 
 
+@pytest.mark.long
 def test_faults_in_the_same_day_fulfillment(
     local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults
 ) -> None:
@@ -352,6 +353,7 @@ DELIVERY_CRASHES = {
 NEW_RATE = 0.0399
 
 
+@pytest.mark.long
 def test_a_same_day_delivery_that_crashes_after_any_write_is_finished_once_with_the_same_key(
     local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults
 ) -> None:
@@ -506,6 +508,7 @@ def test_transient_fault_in_the_stream_consumer_is_retried_and_starts_the_workfl
     assert len(async_executions(local_stack, contract_id)) == 1
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("point", ["after-claim", "after-audit"])
 def test_a_stream_consumer_that_dies_after_its_claim_is_redriven_by_the_reconciler(
     local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults, point: str
@@ -565,6 +568,7 @@ def test_a_crash_after_an_eventual_write_is_retried_without_a_second_effect(
     assert started == ["eventual-workflow=starting: 1 hooks to schedule"]
 
 
+@pytest.mark.long
 def test_schedule_hook_faults_transient_then_persistent_then_the_reconciler_redrives(
     local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults
 ) -> None:
@@ -597,6 +601,7 @@ def test_schedule_hook_faults_transient_then_persistent_then_the_reconciler_redr
     assert hook_exists(local_stack, contract_id, "action1")
 
 
+@pytest.mark.long
 def test_a_hook_delivery_that_fails_before_its_claim_is_delivered_again_by_the_reconciler(
     local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults
 ) -> None:
@@ -620,6 +625,7 @@ def test_a_hook_delivery_that_fails_before_its_claim_is_delivered_again_by_the_r
     assert len(fulfilled) == 1
 
 
+@pytest.mark.long
 def test_a_hook_delivery_that_crashes_after_its_effect_is_finished_once_with_the_same_key(
     local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults
 ) -> None:
@@ -638,6 +644,7 @@ def test_a_hook_delivery_that_crashes_after_its_effect_is_finished_once_with_the
     assert actions(local_stack, contract_id)["action1"]["attempts"] == 2
 
 
+@pytest.mark.long
 def test_a_hook_delivery_that_died_holding_its_claim_performs_nothing_after_a_cancel(
     local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults
 ) -> None:
@@ -720,6 +727,7 @@ def test_a_cancel_interrupted_after_any_write_is_finished_by_its_retry(
     ]
 
 
+@pytest.mark.long
 def test_a_publication_whose_answer_was_lost_is_reverted_and_none_of_its_hooks_performs(
     local_stack: LocalStack, enrollment_api: EnrollmentApi, fault: Faults
 ) -> None:

@@ -28,6 +28,7 @@ def test_only_the_test_command_is_exempt() -> None:
     assert skipped == ["make test"]
 
 
+@pytest.mark.long(minutes=3)
 def test_readme_bash_blocks_run_against_a_fresh_emulator(built: None) -> None:
     port = emulator.free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
