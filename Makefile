@@ -26,10 +26,11 @@ STACK_NAME ?= mock-payment-workflow-stack
 # Test workers (pytest-xdist). The integration tests mostly wait (on hooks due in compressed days, on a
 # lapsed lease, on the reconciler's grace), so four workers, each with an emulator and a stack of its own,
 # overlap those waits on two cores; an idle worker takes tests from a busy one (worksteal). More workers
-# would overlap more waits, but each deploys and warms its own stack, and past four that work fills the
-# cores: on a 2-core machine six workers took 389-460 s, four 327-336 s. The two `load` tests run while
-# no other test does, the `long` ones are spread through the run (tests/support/machine.py). PARALLEL=
-# runs everything in one process.
+# would overlap more waits, but each deploys and warms a stack of its own, and the cores are busy from the
+# load tests' end on: while this 2-core machine was shared, six workers took 389-460 s and four 327-336 s
+# (runs one after another); side by side on a quiet machine both took about five minutes. The two `load`
+# tests run while no other test does, the `long` ones are spread through the run
+# (tests/support/machine.py). PARALLEL= runs everything in one process.
 PARALLEL ?= -n 4 --dist worksteal
 
 # Everything that talks to the emulator: dummy credentials, one region, the endpoint override.

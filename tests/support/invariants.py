@@ -192,12 +192,27 @@ def _unconfirmed_eventual_workflows(world: World) -> list[str]:
     """Every enrollment's eventual workflow confirms that each hook exists (or is re-driven until it does)."""
     now = time.time()
     return [
-        f"offer {contract_id} enrolled at {offer['enrolledAt']} has no confirmed eventual workflow"
+        f"offer {contract_id} enrolled at {offer['enrolledAt']} has no confirmed eventual workflow "
+        f"({_eventual_path(world, offer)})"
         for contract_id, offer in world.offers.items()
         if offer["status"] == "enrolled"
         and now - _epoch(offer["enrolledAt"]) > CONFIRMATION_SECONDS
         and not (offer.get("eventualWorkflow") or {}).get("confirmedAt")
     ]
+
+
+def _eventual_path(world: World, offer: dict[str, Any]) -> str:
+    """What the offer's eventual path left to read, for a failure that shows only once in many runs: its
+    mark, the reconciler's mark, and the audit entries of the runs, their re-drives and the reconciler."""
+    steps = sorted(
+        (entry["at"], entry["step"], entry["outcome"])
+        for entry in world.audit
+        if entry["contractId"] == offer["OfferId"] and entry["step"] in ("eventual-workflow", "reconcile")
+    )
+    return (
+        f"eventualWorkflow {offer.get('eventualWorkflow')}, watch {offer.get('watch')} since "
+        f"{offer.get('watchedSince')}, audit {steps}"
+    )
 
 
 def _epoch(timestamp: str) -> float:

@@ -209,5 +209,10 @@ def test_a_scheduled_action_without_a_live_hook_is_a_violation() -> None:
 def test_an_enrolled_contract_whose_eventual_workflow_never_confirmed_is_a_violation() -> None:
     world = broken()
     del world.offers["C-1"]["eventualWorkflow"]["confirmedAt"]
+    world.audit.append(audit("C-1", "eventual-workflow", "starting: 2 hooks to schedule", ENROLLED_AT))
 
-    assert violations(world) == [f"offer C-1 enrolled at {ENROLLED_AT} has no confirmed eventual workflow"]
+    [violation] = violations(world)
+    assert violation.startswith(f"offer C-1 enrolled at {ENROLLED_AT} has no confirmed eventual workflow (")
+    # what the offer's eventual path left: its mark, and the runs' audit entries, for a rare failure
+    assert str(world.offers["C-1"]["eventualWorkflow"]) in violation
+    assert f"('{ENROLLED_AT}', 'eventual-workflow', 'starting: 2 hooks to schedule')" in violation
