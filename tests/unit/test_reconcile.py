@@ -291,6 +291,7 @@ def test_a_run_that_confirms_while_the_reconciler_re_drives_it_is_not_undone(
     report = run(enrollment_tables, scheduler, stepfunctions)
 
     assert (report["redriven"], stepfunctions.starts) == ([], [])
+    assert (report["redrivesRefused"], report["repairs"]) == ([f"{CONTRACT} (AlreadyStarted)"], 0)
     assert offer_item(enrollment_tables)["eventualWorkflow"]["confirmedAt"] == isoformat(STARTED)
     assert watched(enrollment_tables) == []
 

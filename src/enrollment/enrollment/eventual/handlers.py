@@ -145,6 +145,8 @@ def reconcile(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.add_metric(name="ReconcilerRepairs", unit="Count", value=0 if settings.dry_run else report["repairs"])
     for name in report["foreignSchedules"]:
         logger.warning("a schedule in the hooks' group is no hook: left alone", extra={"schedule": name})
+    for refused in report["redrivesRefused"]:
+        logger.warning("an eventual workflow's re-drive was refused", extra={"redrive": refused})
     if report["repairs"]:
         logger.warning("reconciler found faults to repair", extra={"report": report})
     else:

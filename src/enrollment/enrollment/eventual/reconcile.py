@@ -68,9 +68,15 @@ class Report:
     paymentsStarted: list[str] = field(default_factory=list)  # noqa: N815
     # Schedules in the hooks' group whose names are no hook's: reported, never deleted (not ours to judge).
     foreignSchedules: list[str] = field(default_factory=list)  # noqa: N815
+    # Re-drives whose claim was refused, with why: a start, a confirmation or a cancel came first (the next
+    # run reads the offer again), or, when it repeats run after run, a mark that no re-drive may replace.
+    redrivesRefused: list[str] = field(default_factory=list)  # noqa: N815
 
     def repairs(self) -> int:
-        return sum(len(found) for name, found in vars(self).items() if name != "foreignSchedules")
+        return sum(len(found) for name, found in vars(self).items() if name not in NOT_REPAIRS)
+
+
+NOT_REPAIRS = ("foreignSchedules", "redrivesRefused")
 
 
 def reconcile(
@@ -272,7 +278,8 @@ def _redrive(
             tables, stepfunctions, settings.async_state_machine_arn, record, clock, replacing=previous
         )
     if not started["started"]:
-        return  # started, confirmed or re-driven by another run meanwhile
+        report.redrivesRefused.append(f"{contract_id} ({started['reason']})")
+        return
     report.redriven.append(redriven)
     _audit(tables, offer, f"eventual workflow re-driven: {started}", clock)
 
