@@ -111,9 +111,7 @@ def order_for_workers[T: Marked](items: Sequence[T]) -> list[T]:
     rest = [item for item in items if not is_load(item) and long_minutes(item) is None]
     if not rest:
         return load + long
-    module_starts = [
-        index for index, item in enumerate(rest) if index == 0 or item.module is not rest[index - 1].module
-    ]
+    module_starts = [index for index, item in enumerate(rest) if index == 0 or item.module != rest[index - 1].module]
     placed: dict[int, list[T]] = {}
     for number, item in enumerate(long):
         target = number * len(rest) / len(long)
