@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,21 +43,11 @@ def needs_the_reconciler(tables: Tables, offer: dict[str, Any]) -> bool:
     return False
 
 
-def offers(tables: Tables) -> Iterator[dict[str, Any]]:
-    scan: dict[str, Any] = {"ConsistentRead": True}
-    while True:
-        page = tables.offers.scan(**scan)
-        yield from page["Items"]
-        if "LastEvaluatedKey" not in page:
-            return
-        scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
 def mark(tables: Tables, at: datetime, dry_run: bool = False) -> dict[str, list[str]]:
     """The offers marked now, and those that needed it but were marked already."""
     marked: list[str] = []
     already: list[str] = []
-    for offer in offers(tables):
+    for offer in store.every_offer(tables):
         if not needs_the_reconciler(tables, offer):
             continue
         if offer.get(store.WATCHED_SINCE) or (not dry_run and not store.watch_offer(tables, offer["OfferId"], at)):

@@ -39,6 +39,7 @@ from enrollment.store.effects import (
 )
 from enrollment.store.offers import (
     commit_enrollment,
+    every_offer,
     finish_cancel,
     get_offer,
     give_back_unstarted_first_payment,
@@ -127,6 +128,7 @@ __all__ = [
     "contract_rate_key",
     "effect_recorded",
     "environment_tables",
+    "every_offer",
     "expand",
     "fail_unscheduled_action",
     "finish_cancel",

@@ -30,6 +30,7 @@ from enrollment.store.tables import (
     WATCHING,
     Tables,
     query_pages,
+    scan_pages,
     storable,
 )
 from enrollment.store.ucp import account_key, contract_key
@@ -50,6 +51,12 @@ def watched_offers(tables: Tables, marked_before: datetime) -> Iterator[dict[str
         IndexName=WATCHED_INDEX,
         KeyConditionExpression=Key(WATCH).eq(WATCHING) & Key(WATCHED_SINCE).lt(isoformat(marked_before)),
     )
+
+
+def every_offer(tables: Tables) -> Iterator[dict[str, Any]]:
+    """Every offer, read consistently: for `scripts/mark_offers_for_reconciler.py`, a one-off run on a stack
+    deployed before the marks. No function scans the table."""
+    yield from scan_pages(tables.offers, ConsistentRead=True)
 
 
 def unwatch(tables: Tables, contract_id: str, status: str, watched_since: str) -> bool:

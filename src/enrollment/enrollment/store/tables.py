@@ -128,10 +128,19 @@ def query_all(table: Any, **query: Any) -> list[dict[str, Any]]:
 
 def query_pages(table: Any, **query: Any) -> Iterator[dict[str, Any]]:
     """Every item a query matches, page by page (an index's pages are read as the caller goes)."""
+    yield from _pages(table.query, query)
+
+
+def scan_pages(table: Any, **scan: Any) -> Iterator[dict[str, Any]]:
+    """Every item of a table, page by page: for one-off maintenance only, never a function's path."""
+    yield from _pages(table.scan, scan)
+
+
+def _pages(read: Any, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
     while True:
         with aws_errors_as_domain_errors():
-            page = table.query(**query)
+            page = read(**request)
         yield from page["Items"]
         if "LastEvaluatedKey" not in page:
             return
-        query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
