@@ -45,6 +45,28 @@ class RecordingStepFunctions:
         return {"executionArn": f"arn:aws:states:us-east-1:1:execution:async:{kwargs['name']}"}
 
 
+class OneRunPerName(RecordingStepFunctions):
+    """StartExecution as the local emulator answers it for every workflow type (AWS, for STANDARD only):
+    a name that started a run once is refused."""
+
+    def start_execution(self, **kwargs: Any) -> dict[str, Any]:
+        from botocore.exceptions import ClientError
+
+        if any(start["name"] == kwargs["name"] for start in self.starts):
+            error = {"Code": "ExecutionAlreadyExists", "Message": f"Execution already exists: '{kwargs['name']}'"}
+            raise ClientError({"Error": error}, "StartExecution")
+        return super().start_execution(**kwargs)
+
+
+class AnswerLostAndRepeated(OneRunPerName):
+    """The SDK repeats a start whose answer it lost (a dropped connection): the run started, and the
+    repeat is refused by its name."""
+
+    def start_execution(self, **kwargs: Any) -> dict[str, Any]:
+        super().start_execution(**kwargs)
+        return super().start_execution(**kwargs)
+
+
 def schedule_hook(tables: Any, contract_id: str, action: dict[str, Any]) -> None:
     """What the async workflow's MarkActionScheduled does before it creates a hook: the eventual
     action's item, `scheduled` (the commit wrote the same-day actions' items only)."""

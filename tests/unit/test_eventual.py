@@ -18,7 +18,9 @@ from tests.unit.enrollment_fixtures import (
     LEASE,
     OTHER_EXECUTION,
     STARTED,
+    AnswerLostAndRepeated,
     FixedClock,
+    OneRunPerName,
     RecordingStepFunctions,
     schedule_hook,
     seed_offer,
@@ -145,6 +147,67 @@ def test_a_start_whose_answer_was_lost_after_its_run_confirmed_keeps_the_confirm
         "started": False,
         "reason": stream.ALREADY_STARTED,
     }
+
+
+def test_a_start_repeated_by_the_sdk_and_refused_by_its_name_keeps_the_claim_for_the_run_that_started(
+    enrollment_tables: Tables, enrolled: dict[str, Any]
+) -> None:
+    """The first attempt started the run; its answer was lost and the repeat was refused by name. The
+    claim stays the run's, so its confirmation (conditional on the mark naming it) goes through."""
+    record = record_for(enrolled)
+    stepfunctions = AnswerLostAndRepeated()
+
+    started = stream.start_eventual_workflow(enrollment_tables, stepfunctions, "arn:sm", record)
+
+    [run] = stepfunctions.starts
+    assert started == {"started": True, "executionName": run["name"]}
+    assert store.get_offer(enrollment_tables, record.contractId)["eventualWorkflow"]["executionName"] == run["name"]
+    assert stream.start_eventual_workflow(enrollment_tables, stepfunctions, "arn:sm", record) == {
+        "started": False,
+        "reason": stream.ALREADY_STARTED,
+    }
+    assert len(_eventual_workflow_entries(enrollment_tables, record.contractId)) == 1
+
+
+def test_a_redelivered_record_whose_run_started_after_all_keeps_its_claim(
+    enrollment_tables: Tables, enrolled: dict[str, Any]
+) -> None:
+    """The start's answer was lost before its run confirmed, so the claim was given back and the record
+    redelivered; the name admits one run. The retry takes the claim again for the run that started: it
+    confirms if it still can, else the reconciler re-drives the unconfirmed mark (under a new name)."""
+    record = record_for(enrolled)
+    stepfunctions = OneRunPerName()
+
+    class StartedButAnswerLost:
+        def start_execution(self, **kwargs: Any) -> dict[str, Any]:
+            stepfunctions.start_execution(**kwargs)
+            raise TimeoutError("read timeout on StartExecution")
+
+    with pytest.raises(TimeoutError):
+        stream.start_eventual_workflow(enrollment_tables, StartedButAnswerLost(), "arn:sm", record)
+    assert "eventualWorkflow" not in store.get_offer(enrollment_tables, record.contractId)
+
+    retry = stream.start_eventual_workflow(enrollment_tables, stepfunctions, "arn:sm", record)
+
+    [run] = stepfunctions.starts
+    assert retry == {"started": True, "executionName": run["name"]}
+    assert store.get_offer(enrollment_tables, record.contractId)["eventualWorkflow"]["executionName"] == run["name"]
+
+
+def test_a_start_refused_for_another_reason_gives_the_claim_back(
+    enrollment_tables: Tables, enrolled: dict[str, Any]
+) -> None:
+    from botocore.exceptions import ClientError
+
+    from commonlib.errors import DomainError
+
+    class Refusing:
+        def start_execution(self, **kwargs: Any) -> dict[str, Any]:
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "denied"}}, "StartExecution")
+
+    with pytest.raises(DomainError):
+        stream.start_eventual_workflow(enrollment_tables, Refusing(), "arn:sm", record_for(enrolled))
+    assert "eventualWorkflow" not in store.get_offer(enrollment_tables, enrolled["contractId"])
 
 
 def _eventual_workflow_entries(tables: Tables, contract_id: str) -> list[dict[str, Any]]:

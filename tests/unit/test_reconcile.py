@@ -23,6 +23,7 @@ from tests.unit.enrollment_fixtures import (
     LEASE,
     STARTED,
     FixedClock,
+    OneRunPerName,
     RecordingStepFunctions,
     schedule_hook,
 )
@@ -251,6 +252,29 @@ def test_an_enrollment_whose_eventual_workflow_never_started_is_redriven_from_th
     last = enrolled["eventualActions"][-1]
     assert json.loads(hooks_planned[-1]["targetInput"])["action"] == {k: last[k] for k in ("name", "offset", "dueAt")}
     assert offer_item(enrollment_tables)["eventualWorkflow"]["executionName"] == start["name"]
+
+
+def test_a_re_drive_never_takes_the_first_start_s_name(
+    enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
+) -> None:
+    """The offer has no mark, but the first start's name is taken: that run started after all, its answer
+    lost and its claim given back, so it could not confirm. Where a name admits one run (the local
+    emulator), a re-drive under that name would be refused on every run of the reconciler."""
+    stepfunctions = OneRunPerName()
+    record = stream.StreamRecord.model_validate(publisher.stream_record(enrolled, isoformat(STARTED)))
+    stepfunctions.start_execution(stateMachineArn="arn:sm", name=stream.execution_name(record), input="{}")
+    enrollment_tables.offers.update_item(
+        Key={"OfferId": CONTRACT},
+        UpdateExpression="SET enrolledAt = :at",
+        ExpressionAttributeValues={":at": isoformat(STARTED)},
+    )
+
+    report = run(enrollment_tables, scheduler, stepfunctions)
+
+    assert report["redriven"] == [f"{CONTRACT} (after no start)"]
+    [_, redrive] = stepfunctions.starts
+    assert redrive["name"].startswith(f"{CONTRACT}-redrive-")
+    assert offer_item(enrollment_tables)["eventualWorkflow"]["executionName"] == redrive["name"]
 
 
 def test_a_claimed_start_that_never_confirmed_is_redriven_once(

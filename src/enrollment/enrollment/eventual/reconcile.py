@@ -271,12 +271,11 @@ def _redrive(
         report.redriven.append(redriven)
         return
     record = stream.record_from_offer(offer, settings.offset_unit_seconds, clock())
-    if previous is None:
-        started = stream.start_eventual_workflow(tables, stepfunctions, settings.async_state_machine_arn, record, clock)
-    else:
-        started = stream.start_eventual_workflow(
-            tables, stepfunctions, settings.async_state_machine_arn, record, clock, replacing=previous
-        )
+    # Under a name of its own even when no run was marked: the first start's name may be taken by a run
+    # that started after all (its answer lost) and can no longer confirm.
+    started = stream.start_eventual_workflow(
+        tables, stepfunctions, settings.async_state_machine_arn, record, clock, replacing=previous, redrive=True
+    )
     if not started["started"]:
         report.redrivesRefused.append(f"{contract_id} ({started['reason']})")
         return

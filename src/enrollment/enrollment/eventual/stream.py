@@ -26,7 +26,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from commonlib import faults
 from commonlib.clock import Clock, isoformat, parse_isoformat, utc_now
-from commonlib.errors import ConditionNotMetError, aws_errors_as_domain_errors
+from commonlib.errors import ConditionNotMetError, DomainError, aws_errors_as_domain_errors
 from commonlib.serialization import json_ready
 from commonlib.validation import field_errors
 from enrollment import model, offsets, store
@@ -229,11 +229,14 @@ def start_eventual_workflow(
     record: StreamRecord,
     clock: Clock = utc_now,
     replacing: str | None = None,
+    redrive: bool = False,
 ) -> dict[str, Any]:
-    """`{"started": bool, "reason"?: str, "executionArn"?: str}`; raises when the start fails. The
-    reason is one of `claim_start`'s. A re-drive (`replacing` the run that never confirmed) gets a name
-    of its own: EXPRESS runs are not deduplicated by name, the mark on the offer is what counts."""
-    name = execution_name(record) if replacing is None else f"{record.contractId}-redrive-{secrets.token_hex(6)}"
+    """`{"started": bool, "reason"?: str, "executionName"?: str}`; raises when the start fails. The
+    reason is one of `claim_start`'s. A re-drive (`redrive`, or `replacing` the run that never confirmed)
+    gets a name of its own: EXPRESS runs are not deduplicated by name, the mark on the offer is what
+    counts."""
+    fresh = redrive or replacing is not None
+    name = f"{record.contractId}-redrive-{secrets.token_hex(6)}" if fresh else execution_name(record)
     refused = claim_start(tables, record, name, clock, replacing)
     if refused is not None:
         return {"started": False, "reason": refused}
@@ -245,12 +248,26 @@ def start_eventual_workflow(
     with _claim_released_on_failure(tables, record.contractId, name, replacing):
         _audit_start(tables, record, workflow_input, name, replacing, clock)
     faults.checkpoint("after-audit")
-    with _claim_released_on_failure(tables, record.contractId, name, replacing), aws_errors_as_domain_errors():
-        response = stepfunctions.start_execution(
-            stateMachineArn=state_machine_arn, name=name, input=json.dumps(workflow_input)
-        )
+    with _claim_released_on_failure(tables, record.contractId, name, replacing):
+        _start(stepfunctions, state_machine_arn, name, workflow_input)
     faults.checkpoint("after-start")
-    return {"started": True, "executionArn": response["executionArn"]}
+    return {"started": True, "executionName": name}
+
+
+def _start(stepfunctions: Any, state_machine_arn: str, name: str, workflow_input: AsyncWorkflowInput) -> None:
+    """Start the run the claim names. A name already taken counts as started: only a claim of this
+    enrollment starts under it, so an earlier attempt did and its answer was lost (the SDK repeats such a
+    start, and a local emulator, unlike AWS for EXPRESS runs, refuses the name the second time).
+    Releasing the claim for it would leave that run unable to confirm and fail every retry the same way;
+    kept, the run confirms, or the reconciler re-drives the unconfirmed mark under a new name."""
+    try:
+        with aws_errors_as_domain_errors():
+            stepfunctions.start_execution(
+                stateMachineArn=state_machine_arn, name=name, input=json.dumps(workflow_input)
+            )
+    except DomainError as error:
+        if error.details.get("code") != "ExecutionAlreadyExists":
+            raise
 
 
 @contextlib.contextmanager
