@@ -70,12 +70,47 @@ def assert_invariants(client: Any, outputs: dict[str, str]) -> None:
     """Fail with every violated invariant, unless each one clears within the settle window."""
     found: list[str] = []
     for attempt in range(SETTLE_CHECKS):
-        found = violations(read_world(client, outputs))
+        world = read_world(client, outputs)
+        found = violations(world)
         if not found:
             return
         if attempt < SETTLE_CHECKS - 1:
             time.sleep(SETTLE_INTERVAL_SECONDS)
-    raise AssertionError("invariants violated:\n  " + "\n  ".join(found))
+    diagnosis = unconfirmed_diagnosis(client, outputs, unconfirmed_contracts(world))
+    raise AssertionError("invariants violated:\n  " + "\n  ".join(found + diagnosis))
+
+
+# What the functions of the eventual path logged about a contract, for the diagnosis below.
+DIAGNOSED_FUNCTIONS = ("DataLambda", "Reconcile")
+DIAGNOSIS_LINES = 8
+
+
+def unconfirmed_diagnosis(client: Any, outputs: dict[str, str], contract_ids: list[str]) -> list[str]:
+    """An unconfirmed eventual workflow has failed a run once in many, and the emulator keeps no logs
+    after its stack goes: while it still stands, what DataLambda and the reconciler logged about each such
+    contract, and what one run of the reconciler (what its schedule does every minute) answers now."""
+    if not contract_ids:
+        return []
+    prefix = outputs["ReconcileFunctionName"].removesuffix("Reconcile")
+    found = []
+    logs = client("logs")
+    for contract_id in contract_ids[:3]:
+        for function in DIAGNOSED_FUNCTIONS:
+            try:
+                events = logs.filter_log_events(
+                    logGroupName=f"/aws/lambda/{prefix}{function}", filterPattern=f'"{contract_id}"'
+                )["events"]
+                lines = [event["message"][:1000] for event in events][-DIAGNOSIS_LINES:]
+            except Exception as error:  # a diagnosis: what it could not read is said, never raised
+                lines = [f"(not read: {type(error).__name__}: {error})"]
+            found.append(f"{function} logged about {contract_id}: {lines}")
+    try:
+        answer = client("lambda").invoke(FunctionName=outputs["ReconcileFunctionName"], Payload=b"{}")
+        payload = answer["Payload"].read().decode(errors="replace")[:3000]
+        found.append(f"the reconciler, run once now, answered {answer.get('FunctionError', 'normally')}: {payload}")
+    except Exception as error:
+        found.append(f"the reconciler could not be run: {type(error).__name__}: {error}")
+    return found
 
 
 def _orphan_schedules(world: World) -> list[str]:
@@ -190,10 +225,17 @@ def _scheduled_without_a_live_hook(world: World) -> list[str]:
 
 def _unconfirmed_eventual_workflows(world: World) -> list[str]:
     """Every enrollment's eventual workflow confirms that each hook exists (or is re-driven until it does)."""
+    return [
+        f"offer {contract_id} enrolled at {world.offers[contract_id]['enrolledAt']} has no confirmed eventual "
+        f"workflow ({_eventual_path(world, world.offers[contract_id])})"
+        for contract_id in unconfirmed_contracts(world)
+    ]
+
+
+def unconfirmed_contracts(world: World) -> list[str]:
     now = time.time()
     return [
-        f"offer {contract_id} enrolled at {offer['enrolledAt']} has no confirmed eventual workflow "
-        f"({_eventual_path(world, offer)})"
+        contract_id
         for contract_id, offer in world.offers.items()
         if offer["status"] == "enrolled"
         and now - _epoch(offer["enrolledAt"]) > CONFIRMATION_SECONDS

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from commonlib.clock import isoformat
-from tests.support.invariants import CONFIRMATION_SECONDS, World, violations
+from tests.support.invariants import CONFIRMATION_SECONDS, World, unconfirmed_diagnosis, violations
 
 NOW = datetime.now(UTC)
 
@@ -216,3 +216,43 @@ def test_an_enrolled_contract_whose_eventual_workflow_never_confirmed_is_a_viola
     # what the offer's eventual path left: its mark, and the runs' audit entries, for a rare failure
     assert str(world.offers["C-1"]["eventualWorkflow"]) in violation
     assert f"('{ENROLLED_AT}', 'eventual-workflow', 'starting: 2 hooks to schedule')" in violation
+
+
+class DiagnosedStack:
+    """The emulator's logs and Lambda clients as the diagnosis of an unconfirmed workflow uses them."""
+
+    def __init__(self, log_groups: dict[str, list[str]]) -> None:
+        self.log_groups, self.invoked = log_groups, []
+
+    def __call__(self, service: str) -> Any:
+        return self
+
+    def filter_log_events(self, logGroupName: str, filterPattern: str) -> dict[str, Any]:  # noqa: N803
+        if logGroupName not in self.log_groups:
+            raise LookupError(f"no log group {logGroupName}")
+        term = filterPattern.strip('"')
+        return {"events": [{"message": line} for line in self.log_groups[logGroupName] if term in line]}
+
+    def invoke(self, FunctionName: str, Payload: bytes) -> dict[str, Any]:  # noqa: N803
+        import io
+
+        self.invoked.append(FunctionName)
+        return {"FunctionError": "Unhandled", "Payload": io.BytesIO(b'{"errorMessage": "1 repairs failed"}')}
+
+
+def test_an_unconfirmed_workflow_is_diagnosed_with_its_logs_and_one_run_of_the_reconciler() -> None:
+    stack = DiagnosedStack({"/aws/lambda/p-DataLambda": ["C-1 claimed", "C-2 claimed", "C-1 start failed"]})
+
+    diagnosis = unconfirmed_diagnosis(stack, {"ReconcileFunctionName": "p-Reconcile"}, ["C-1"])
+
+    assert diagnosis[0] == "DataLambda logged about C-1: ['C-1 claimed', 'C-1 start failed']"
+    assert diagnosis[1].startswith("Reconcile logged about C-1: ['(not read: LookupError: ")
+    assert diagnosis[2] == 'the reconciler, run once now, answered Unhandled: {"errorMessage": "1 repairs failed"}'
+    assert stack.invoked == ["p-Reconcile"]
+
+
+def test_nothing_is_diagnosed_without_an_unconfirmed_workflow() -> None:
+    stack = DiagnosedStack({})
+
+    assert unconfirmed_diagnosis(stack, {"ReconcileFunctionName": "Reconcile"}, []) == []
+    assert stack.invoked == []
