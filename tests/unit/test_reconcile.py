@@ -230,16 +230,21 @@ def confirm_start(tables: Tables) -> None:
 # ---------------------------------------------------------------- the eventual workflow's start
 
 
+def enrolled_unmarked(tables: Tables) -> None:
+    """The offer as the commit leaves it (enrolled at STARTED), with no start marked on it since."""
+    tables.offers.update_item(
+        Key={"OfferId": CONTRACT},
+        UpdateExpression="SET enrolledAt = :at",
+        ExpressionAttributeValues={":at": isoformat(STARTED)},
+    )
+
+
 def test_an_enrollment_whose_eventual_workflow_never_started_is_redriven_from_the_offer(
     enrollment_tables: Tables, enrolled: dict[str, Any], scheduler: Any
 ) -> None:
     """DataLambda died (or the stream lost the record) before any start: nothing marks the offer."""
     stepfunctions = RecordingStepFunctions()
-    enrollment_tables.offers.update_item(
-        Key={"OfferId": CONTRACT},
-        UpdateExpression="SET enrolledAt = :at",
-        ExpressionAttributeValues={":at": isoformat(STARTED)},
-    )
+    enrolled_unmarked(enrollment_tables)
 
     report = run(enrollment_tables, scheduler, stepfunctions)
 
@@ -263,11 +268,7 @@ def test_a_re_drive_never_takes_the_first_start_s_name(
     stepfunctions = OneRunPerName()
     record = stream.StreamRecord.model_validate(publisher.stream_record(enrolled, isoformat(STARTED)))
     stepfunctions.start_execution(stateMachineArn="arn:sm", name=stream.execution_name(record), input="{}")
-    enrollment_tables.offers.update_item(
-        Key={"OfferId": CONTRACT},
-        UpdateExpression="SET enrolledAt = :at",
-        ExpressionAttributeValues={":at": isoformat(STARTED)},
-    )
+    enrolled_unmarked(enrollment_tables)
 
     report = run(enrollment_tables, scheduler, stepfunctions)
 
