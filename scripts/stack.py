@@ -318,9 +318,16 @@ def pseudo_parameters(stack_id: str) -> dict[str, str]:
     }
 
 
-def resolve(value: Any, physical_ids: dict[str, str], parameters: dict[str, str], arn_of: Callable[[str], str]) -> str:
+def resolve(
+    value: Any,
+    physical_ids: dict[str, str],
+    parameters: dict[str, str],
+    arn_of: Callable[[str], str],
+    conditions: dict[str, Any] | None = None,
+) -> str:
     """A DefinitionSubstitutions value of the processed template: a string, `Ref` of a parameter or a
-    resource, or `Fn::GetAtt [Resource, Arn]`. Anything else raises UnresolvableError."""
+    resource, `Fn::GetAtt [Resource, Arn]`, or `Fn::If` on one of the template's `conditions` (of
+    parameters). Anything else raises UnresolvableError."""
     if isinstance(value, str | int | float) and not isinstance(value, bool):
         return str(value)
     if isinstance(value, dict) and len(value) == 1:
@@ -334,7 +341,40 @@ def resolve(value: Any, physical_ids: dict[str, str], parameters: dict[str, str]
             logical_id, attribute = argument.split(".", 1) if isinstance(argument, str) else argument
             if attribute == "Arn" and logical_id in physical_ids:
                 return arn_of(logical_id)
+        if function == "Fn::If" and isinstance(argument, list) and len(argument) == 3:
+            condition, when_true, when_false = argument
+            chosen = when_true if condition_holds(condition, parameters, conditions or {}) else when_false
+            return resolve(chosen, physical_ids, parameters, arn_of, conditions)
     raise UnresolvableError(f"cannot evaluate {json.dumps(value)}")
+
+
+def condition_holds(name: str, parameters: dict[str, str], conditions: dict[str, Any]) -> bool:
+    """A template condition as CloudFormation evaluates it, from the stack's parameters."""
+    if name not in conditions:
+        raise UnresolvableError(f"no condition {name}")
+
+    def holds(expression: Any) -> bool:
+        if not (isinstance(expression, dict) and len(expression) == 1):
+            raise UnresolvableError(f"cannot evaluate the condition {json.dumps(expression)}")
+        ((function, argument),) = expression.items()
+        if function == "Condition":
+            return condition_holds(argument, parameters, conditions)
+        if function == "Fn::Not":
+            return not holds(argument[0])
+        if function == "Fn::And":
+            return all(holds(item) for item in argument)
+        if function == "Fn::Or":
+            return any(holds(item) for item in argument)
+        if function == "Fn::Equals":
+            left, right = (resolve(item, {}, parameters, _no_arn) for item in argument)
+            return left == right
+        raise UnresolvableError(f"cannot evaluate the condition {json.dumps(expression)}")
+
+    return holds(conditions[name])
+
+
+def _no_arn(logical_id: str) -> str:
+    raise UnresolvableError(f"a condition cannot name the resource {logical_id}")
 
 
 def same_definition(deployed: str, built: str) -> bool:
@@ -426,7 +466,7 @@ def find_drift(
                 continue
             try:
                 values = {
-                    name: resolve(value, physical_ids, parameters, arn_of)
+                    name: resolve(value, physical_ids, parameters, arn_of, template.get("Conditions", {}))
                     for name, value in properties.get("DefinitionSubstitutions", {}).items()
                 }
             except UnresolvableError as error:

@@ -104,7 +104,32 @@ def template_value(value: Any, overrides: dict[str, str]) -> str:
             return _get_att(*name.split(".", 1)) if "." in name else _ref(name, overrides)
 
         return re.sub(r"\$\{([\w:.]+)\}", replace, text)
+    if isinstance(value, dict) and "Fn::If" in value:
+        condition, when_true, when_false = value["Fn::If"]
+        return template_value(when_true if condition_holds(condition, overrides) else when_false, overrides)
     raise ValueError(f"no fake value for the template expression {value!r}: teach template_value about it")
+
+
+def condition_holds(name: str, overrides: dict[str, str]) -> bool:
+    """A template condition, with the parameters at their defaults unless overridden (EmulatorEndpoint
+    empty: the machine as AWS runs it)."""
+    return _holds(template()["Conditions"][name], overrides)
+
+
+def _holds(expression: Any, overrides: dict[str, str]) -> bool:
+    ((function, argument),) = expression.items()
+    if function == "Condition":
+        return condition_holds(argument, overrides)
+    if function == "Fn::Not":
+        return not _holds(argument[0], overrides)
+    if function == "Fn::And":
+        return all(_holds(item, overrides) for item in argument)
+    if function == "Fn::Or":
+        return any(_holds(item, overrides) for item in argument)
+    if function == "Fn::Equals":
+        left, right = (template_value(item, overrides) for item in argument)
+        return left == right
+    raise ValueError(f"cannot evaluate the condition {expression!r}: teach _holds about it")
 
 
 def _ref(name: str, overrides: dict[str, str]) -> str:

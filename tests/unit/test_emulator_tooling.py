@@ -370,6 +370,26 @@ def test_substitutions_resolve_like_cloudformation() -> None:
     assert stack.substitute('{"a": "${A}", "b": "${Unknown}"}', {"A": "1"}) == '{"a": "1", "b": "${Unknown}"}'
 
 
+def test_a_substitution_chosen_by_a_condition_resolves_as_the_stacks_parameters_decide() -> None:
+    conditions = {
+        "OnEmulator": {"Fn::Not": [{"Fn::Equals": [{"Ref": "EmulatorEndpoint"}, ""]}]},
+        "LocalAndFaults": {"Fn::And": [{"Condition": "OnEmulator"}, {"Fn::Equals": [{"Ref": "Faults"}, "on"]}]},
+    }
+    throttle = {"Fn::If": ["OnEmulator", "Lambda.Unknown", "Lambda.EC2ThrottledException"]}
+
+    def resolved(value: Any, **parameters: str) -> str:
+        return stack.resolve(value, {}, parameters, lambda logical_id: "", conditions)
+
+    assert resolved(throttle, EmulatorEndpoint="") == "Lambda.EC2ThrottledException"
+    assert resolved(throttle, EmulatorEndpoint="http://localhost:4566") == "Lambda.Unknown"
+    faults = {"Fn::If": ["LocalAndFaults", {"Ref": "Faults"}, "off"]}
+    assert resolved(faults, EmulatorEndpoint="http://localhost:4566", Faults="on") == "on"
+    assert resolved(faults, EmulatorEndpoint="", Faults="on") == "off"
+    for unknown in ({"Fn::If": ["Missing", "a", "b"]}, {"Fn::If": ["OnEmulator", "a"]}):
+        with pytest.raises(stack.UnresolvableError):
+            resolved(unknown, EmulatorEndpoint="")
+
+
 def test_pseudo_parameters_a_substitution_refs_come_from_the_stack_arn() -> None:
     pseudo = stack.pseudo_parameters("arn:aws-us-gov:cloudformation:us-gov-west-1:123456789012:stack/seeds/abc-1")
 

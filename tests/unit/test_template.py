@@ -21,6 +21,7 @@ from tests.support.iam import (
     role_statements,
 )
 from tests.support.iam import logical_id as referenced_id
+from tests.support.state_machines import Machine
 from tests.support.template import ROOT, resource, template
 
 TRANSIENT_LAMBDA_ERRORS = {
@@ -28,8 +29,9 @@ TRANSIENT_LAMBDA_ERRORS = {
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException",
-    # The emulator reports a lambda:invoke it throttled (LAMBDA_ACCOUNT_CONCURRENCY) as Lambda.Unknown.
-    "Lambda.Unknown",
+    # The second throttle name: Lambda.Unknown on the emulator (how it reports a lambda:invoke it throttled),
+    # Lambda.EC2ThrottledException on AWS (a DefinitionSubstitution; see the test of it below).
+    "${LambdaThrottleError}",
 }
 # A throttle lasts as long as the burst behind it: the retrier that absorbs it tries at least 5 times,
 # where a Lambda service hiccup would need one or two.
@@ -395,10 +397,26 @@ def test_the_immediate_workflow_waits_out_a_throttle_within_the_apis_time_the_sa
     assert len(tasks) >= 7  # six steps and the same-day actions' FulfillAction in the Map
     for name, state in tasks:
         throttle = next(r for r in state["Retry"] if "Lambda.TooManyRequestsException" in r["ErrorEquals"])
-        assert "Lambda.Unknown" in throttle["ErrorEquals"], name  # how the emulator names a throttle
+        assert "${LambdaThrottleError}" in throttle["ErrorEquals"], name  # how the emulator names a throttle
         assert "MaxDelaySeconds" not in throttle, name  # a cap the emulator does not apply
         waits = [throttle["IntervalSeconds"] * throttle["BackoffRate"] ** n for n in range(throttle["MaxAttempts"])]
         assert sum(waits) <= IMMEDIATE_THROTTLE_WAIT_SECONDS, (name, waits)
+
+
+@pytest.mark.parametrize("machine", ["PaymentStateMachine", "EnrollmentStateMachine", "EnrollmentAsyncStateMachine"])
+def test_on_aws_a_lambda_timeout_is_not_retried_as_a_throttle_while_the_emulators_throttle_is(machine: str) -> None:
+    """Lambda.Unknown is how the emulator reports a lambda:invoke it throttled; on AWS it names a function's
+    timeout or out-of-memory error, which the throttle retrier (10 attempts in the immediate workflow) must
+    leave to the States.TaskFailed retrier and the Catch."""
+    on_aws = Machine(machine, machine).definition()
+    on_emulator = Machine(machine, machine, (("EmulatorEndpoint", "http://localhost:4566"),)).definition()
+    assert "Lambda.Unknown" not in json.dumps(on_aws)
+    for definition, second_throttle in ((on_aws, "Lambda.EC2ThrottledException"), (on_emulator, "Lambda.Unknown")):
+        tasks = list(lambda_tasks(definition["States"]))
+        assert tasks, machine
+        for name, state in tasks:
+            throttle = next(r for r in state["Retry"] if "Lambda.TooManyRequestsException" in r["ErrorEquals"])
+            assert second_throttle in throttle["ErrorEquals"], (machine, name)
 
 
 def test_the_asl_names_no_partition_of_its_own() -> None:
