@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import stack
+
 from tests.support.template import resource, template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,25 +113,10 @@ def template_value(value: Any, overrides: dict[str, str]) -> str:
 
 
 def condition_holds(name: str, overrides: dict[str, str]) -> bool:
-    """A template condition, with the parameters at their defaults unless overridden (EmulatorEndpoint
-    empty: the machine as AWS runs it)."""
-    return _holds(template()["Conditions"][name], overrides)
-
-
-def _holds(expression: Any, overrides: dict[str, str]) -> bool:
-    ((function, argument),) = expression.items()
-    if function == "Condition":
-        return condition_holds(argument, overrides)
-    if function == "Fn::Not":
-        return not _holds(argument[0], overrides)
-    if function == "Fn::And":
-        return all(_holds(item, overrides) for item in argument)
-    if function == "Fn::Or":
-        return any(_holds(item, overrides) for item in argument)
-    if function == "Fn::Equals":
-        left, right = (template_value(item, overrides) for item in argument)
-        return left == right
-    raise ValueError(f"cannot evaluate the condition {expression!r}: teach _holds about it")
+    """A template condition, evaluated as scripts/stack.py evaluates a live stack's, with the parameters
+    at their defaults unless overridden (EmulatorEndpoint empty: the machine as AWS runs it)."""
+    parameters = {key: str(value.get("Default", "")) for key, value in template().get("Parameters", {}).items()}
+    return stack.condition_holds(name, {**PSEUDO, **parameters, **overrides}, template()["Conditions"])
 
 
 def _ref(name: str, overrides: dict[str, str]) -> str:
